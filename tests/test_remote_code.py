@@ -1,0 +1,75 @@
+"""A saved folder is a Hub repository: it loads with `trust_remote_code=True` in a process that cannot import
+vit_fer, through both AutoModel and AutoModelForImageClassification, with identical logits."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from tiny_models import VARIANTS, make_inputs, write_tiny_vit
+
+from vit_fer import create_multimodal_vit_model
+
+
+LOADER = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["vit_fer"] = None  # exactly what a Hub user has: no vit_fer package
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoModelForImageClassification
+
+    folder, inputs_file = sys.argv[1], sys.argv[2]
+    inputs = load_file(inputs_file)
+    result = {}
+    for auto_class in (AutoModel, AutoModelForImageClassification):
+        model = auto_class.from_pretrained(folder, trust_remote_code=True).eval()
+        with torch.no_grad():
+            result[auto_class.__name__] = {
+                "class": type(model).__name__,
+                "module": type(model).__module__,
+                "logits": model(**inputs).logits.tolist(),
+            }
+    print(json.dumps(result))
+    """
+)
+
+
+@pytest.mark.parametrize("variant", ["thermal", "early-concat", "late-attention", "late-prediction-weighted"])
+def test_saved_folder_loads_without_vit_fer(variant, tmp_path):
+    checkpoint = write_tiny_vit(tmp_path / "vit")
+    model = create_multimodal_vit_model(model_name=checkpoint, **VARIANTS[variant]).eval()
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder)
+
+    files = set(os.listdir(folder))
+    assert {"config.json", "model.safetensors", "configuration_vit_fer.py", "modeling_vit_fer.py"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
+    auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+    name = type(model).__name__
+    assert auto_map["AutoModel"] == auto_map["AutoModelForImageClassification"] == f"modeling_vit_fer.{name}"
+
+    inputs = make_inputs(model, with_labels=False)
+    save_file(inputs, tmp_path / "inputs.safetensors")
+    with torch.no_grad():
+        expected = model(**inputs).logits
+
+    environment = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run(
+        [sys.executable, "-c", LOADER, str(folder), str(tmp_path / "inputs.safetensors")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # not the repository root, so the vit_fer folder is not importable by path either
+        env={key: value for key, value in environment.items() if key != "PYTHONPATH"},
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    for loaded in result.values():
+        assert loaded["class"] == name
+        assert not loaded["module"].startswith("vit_fer")  # the copied file, not our package
+        torch.testing.assert_close(torch.tensor(loaded["logits"]), expected, atol=1e-6, rtol=0)

@@ -1,0 +1,52 @@
+"""Tiny ViT checkpoints and model variants shared by the model tests (the real code paths at toy sizes)."""
+
+from pathlib import Path
+
+import torch
+from transformers import ViTConfig, ViTModel
+
+
+TINY_VIT = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    image_size=32,
+    patch_size=8,
+)
+
+# Every architecture and fusion design, as `create_multimodal_vit_model` arguments.
+VARIANTS = {
+    "rgb": dict(mode="rgb"),
+    "thermal": dict(mode="thermal"),
+    "early-concat": dict(mode="combined", fusion_strategy="early", fusion_type="concat"),
+    "early-add": dict(mode="combined", fusion_strategy="early", fusion_type="add"),
+    "late-concat": dict(mode="combined", fusion_strategy="late", fusion_type="concat"),
+    "late-add": dict(mode="combined", fusion_strategy="late", fusion_type="add"),
+    "late-attention": dict(mode="combined", fusion_strategy="late", fusion_type="attention"),
+    "late-prediction-mean": dict(mode="combined", fusion_strategy="late", fusion_layer="prediction"),
+    "late-prediction-weighted": dict(
+        mode="combined", fusion_strategy="late", fusion_layer="prediction", prediction_fusion="weighted"
+    ),
+    "late-shared": dict(mode="combined", fusion_strategy="late", fusion_type="concat", share_encoder=True),
+}
+
+
+def write_tiny_vit(path: Path, seed: int = 0) -> Path:
+    """Writes a randomly initialised tiny `ViTModel` checkpoint (with pooler, like google/vit-base-patch16-224-in21k)."""
+    torch.manual_seed(seed)
+    ViTModel(ViTConfig(**TINY_VIT)).save_pretrained(path)
+    return path
+
+
+def make_inputs(model, batch_size: int = 4, seed: int = 0, with_labels: bool = True) -> dict[str, torch.Tensor]:
+    """A random batch in the format `model` expects."""
+    generator = torch.Generator().manual_seed(seed)
+    size = model.config.image_size
+    # Single-modality models read their modality, RGB or thermal, as `pixel_values`.
+    inputs = {"pixel_values": torch.randn(batch_size, 3, size, size, generator=generator)}
+    if not hasattr(model.config, "modality"):
+        inputs["thermal_pixel_values"] = torch.randn(batch_size, 3, size, size, generator=generator)
+    if with_labels:
+        inputs["labels"] = torch.randint(0, model.config.num_labels, (batch_size,), generator=generator)
+    return inputs

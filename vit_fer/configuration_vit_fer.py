@@ -1,0 +1,232 @@
+# Copyright 2026 The vit-fer authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Configurations of the vit-fer models: facial expression recognition from RGB, thermal, or RGB + thermal faces.
+
+The three configurations extend transformers' `ViTConfig`, so every ViT hyper-parameter (`hidden_size`,
+`num_hidden_layers`, `image_size`, `patch_size`, ...) is a field of ours with the ViT-B/16 default, and the nested
+`ViTModel` encoders read their settings (attention implementation included) from the same object.
+
+This file travels with every checkpoint (`trust_remote_code=True`): it imports nothing but transformers.
+"""
+
+from typing import ClassVar, Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import ViTConfig
+
+
+FER_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprised")
+"""The seven expressions, in the index order of the original implementation and of folder-sorted datasets."""
+
+
+def _check_probability(field: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"`{field}` must be a probability in [0, 1), got {value!r}.")
+
+
+def _check_positive(field: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"`{field}` must be a positive integer, got {value!r}.")
+
+
+@strict
+class _FERConfigBase(ViTConfig):
+    r"""
+    Fields shared by the three vit-fer configurations, on top of `ViTConfig`'s.
+
+    classifier_hidden_size (`int`, *optional*, defaults to 384):
+        Width of the hidden layer of the classification head
+        (LayerNorm → Dropout → Linear → GELU → Dropout → Linear).
+    classifier_dropout (`float`, *optional*, defaults to 0.1):
+        Dropout probability before the head's hidden layer.
+    classifier_output_dropout (`float`, *optional*, defaults to 0.05):
+        Dropout probability before the head's output layer.
+    freeze_backbone (`bool`, *optional*, defaults to `False`):
+        Whether the ViT encoder(s) are frozen when the model is built (classifier-only fine-tuning). The model's
+        `freeze_backbone()`, `unfreeze_backbone()` and `unfreeze_last_n_layers(n)` change it later.
+    check_inputs_finite (`bool`, *optional*, defaults to `False`):
+        Whether `forward` raises on NaN or infinite pixel values. Off by default: the check synchronises with the
+        device on every call.
+    """
+
+    # Outputs beyond the logits that the `Trainer` must not gather as predictions.
+    keys_to_ignore_at_inference: ClassVar[list[str]] = [
+        "hidden_states",
+        "attentions",
+        "thermal_hidden_states",
+        "thermal_attentions",
+        "modality_weights",
+        "rgb_logits",
+        "thermal_logits",
+    ]
+
+    classifier_hidden_size: int = 384
+    classifier_dropout: float = 0.1
+    classifier_output_dropout: float = 0.05
+    freeze_backbone: bool = False
+    check_inputs_finite: bool = False
+
+    def __post_init__(self, **kwargs):
+        # The FER label names are the default only for the 7-class problem; any other `num_labels` keeps
+        # transformers' generic LABEL_i names.
+        if self.id2label is None and kwargs.get("num_labels", len(FER_LABELS)) == len(FER_LABELS):
+            self.id2label = dict(enumerate(FER_LABELS))
+            self.label2id = {label: index for index, label in enumerate(FER_LABELS)}
+        super().__post_init__(**kwargs)
+
+    def validate_fer_head(self):
+        _check_positive("classifier_hidden_size", self.classifier_hidden_size)
+        _check_probability("classifier_dropout", self.classifier_dropout)
+        _check_probability("classifier_output_dropout", self.classifier_output_dropout)
+        if self.num_labels < 2:
+            raise ValueError(f"`num_labels` must be at least 2 for expression classification, got {self.num_labels}.")
+
+
+@strict
+class ViTFERConfig(_FERConfigBase):
+    r"""
+    Configuration of [`ViTForFER`]: one ViT encoder on one modality (RGB or thermal) and the FER head on its final
+    [CLS] token. The defaults give google/vit-base-patch16-224-in21k's encoder and the 7 FER labels.
+
+    modality (`str`, *optional*, defaults to `"rgb"`):
+        Which images the model reads as `pixel_values`: `"rgb"` or `"thermal"`. Thermal images come with
+        `num_channels` channels (the image processor replicates single-channel thermal to 3).
+
+    Example:
+
+    ```python
+    >>> from vit_fer import ViTFERConfig, ViTForFER
+
+    >>> config = ViTFERConfig(modality="thermal")
+    >>> model = ViTForFER(config)  # random weights; see `create_multimodal_vit_model` for pretrained ones
+    ```"""
+
+    model_type = "vit-fer"
+
+    modality: Literal["rgb", "thermal"] = "rgb"
+
+
+@strict
+class EarlyFusionViTConfig(_FERConfigBase):
+    r"""
+    Configuration of [`EarlyFusionViT`]: RGB and thermal images combined at the input of one ViT encoder.
+
+    fusion_type (`str`, *optional*, defaults to `"concat"`):
+        How the two images are combined: `"concat"` stacks them along the channel axis and reads them with one
+        widened patch embedding of `rgb_num_channels + thermal_num_channels` channels; `"add"` sums them element-wise
+        (both must then have the same number of channels) and reads the sum with the ordinary patch embedding.
+    rgb_num_channels (`int`, *optional*, defaults to 3):
+        Channels of the RGB images.
+    thermal_num_channels (`int`, *optional*, defaults to 3):
+        Channels of the thermal images.
+    num_channels (`int`, *optional*):
+        Input channels of the encoder's patch embedding. Derived from the two counts above when not given
+        (their sum for `"concat"`, their common value for `"add"`); a value that disagrees is an error.
+
+    Example:
+
+    ```python
+    >>> from vit_fer import EarlyFusionViTConfig
+
+    >>> EarlyFusionViTConfig(fusion_type="concat").num_channels
+    6
+    ```"""
+
+    model_type = "vit-fer-early-fusion"
+
+    fusion_type: Literal["concat", "add"] = "concat"
+    rgb_num_channels: int = 3
+    thermal_num_channels: int = 3
+    num_channels: int | None = None
+
+    def __post_init__(self, **kwargs):
+        _check_positive("rgb_num_channels", self.rgb_num_channels)
+        _check_positive("thermal_num_channels", self.thermal_num_channels)
+        if self.fusion_type == "add" and self.rgb_num_channels != self.thermal_num_channels:
+            raise ValueError(
+                "`fusion_type='add'` sums the images element-wise, so `rgb_num_channels` and `thermal_num_channels` "
+                f"must be equal; got {self.rgb_num_channels} and {self.thermal_num_channels}."
+            )
+        encoder_channels = (
+            self.rgb_num_channels + self.thermal_num_channels if self.fusion_type == "concat" else self.rgb_num_channels
+        )
+        if self.num_channels is None:
+            self.num_channels = encoder_channels
+        elif self.num_channels != encoder_channels:
+            raise ValueError(
+                f"`num_channels` must be {encoder_channels} for fusion_type={self.fusion_type!r} with "
+                f"rgb_num_channels={self.rgb_num_channels} and thermal_num_channels={self.thermal_num_channels}; "
+                f"got {self.num_channels}."
+            )
+        super().__post_init__(**kwargs)
+
+
+@strict
+class LateFusionViTConfig(_FERConfigBase):
+    r"""
+    Configuration of [`LateFusionViT`]: one ViT encoder per modality, fused after encoding.
+
+    fusion_layer (`str`, *optional*, defaults to `"feature"`):
+        Where the modalities meet: `"feature"` fuses the two [CLS] features and classifies them with one head;
+        `"prediction"` classifies each modality with its own head and combines the predictions.
+    fusion_type (`str`, *optional*):
+        Feature fusion only: `"concat"` (the head reads `2 × hidden_size` features), `"add"` (sum of the features)
+        or `"attention"` (a learned, per-sample softmax weighting of the two features; the weights are returned as
+        `modality_weights`). Defaults to `"concat"` for feature fusion; must stay unset for prediction fusion.
+    prediction_fusion (`str`, *optional*, defaults to `"mean"`):
+        Prediction fusion only: `"mean"` averages the per-modality class probabilities; `"weighted"` averages them
+        with two learned modality weights (returned as `modality_weights`).
+    fusion_attention_hidden_size (`int`, *optional*, defaults to 128):
+        Width of the scoring MLP of `fusion_type="attention"`.
+    modality_dropout (`float`, *optional*, defaults to 0.0):
+        Training only: the probability that a sample loses one of its two modalities (RGB or thermal, with equal
+        chance), so that the model learns to predict from either alone. A dropped modality's features are zeroed
+        rather than skipped, so every parameter takes part in every step (DistributedDataParallel needs that).
+    share_encoder (`bool`, *optional*, defaults to `False`):
+        Whether RGB and thermal go through one shared encoder instead of two.
+
+    Example:
+
+    ```python
+    >>> from vit_fer import LateFusionViTConfig
+
+    >>> LateFusionViTConfig(fusion_layer="feature", fusion_type="attention").fusion_type
+    'attention'
+    ```"""
+
+    model_type = "vit-fer-late-fusion"
+
+    fusion_layer: Literal["feature", "prediction"] = "feature"
+    fusion_type: Literal["concat", "add", "attention"] | None = None
+    prediction_fusion: Literal["mean", "weighted"] = "mean"
+    fusion_attention_hidden_size: int = 128
+    modality_dropout: float = 0.0
+    share_encoder: bool = False
+
+    def __post_init__(self, **kwargs):
+        if self.fusion_layer == "feature" and self.fusion_type is None:
+            self.fusion_type = "concat"
+        elif self.fusion_layer == "prediction" and self.fusion_type is not None:
+            raise ValueError(
+                f"`fusion_type` applies to fusion_layer='feature' only, got fusion_type={self.fusion_type!r} with "
+                "fusion_layer='prediction'; combine predictions with `prediction_fusion` ('mean' or 'weighted')."
+            )
+        super().__post_init__(**kwargs)
+
+    def validate_late_fusion(self):
+        _check_probability("modality_dropout", self.modality_dropout)
+        _check_positive("fusion_attention_hidden_size", self.fusion_attention_hidden_size)
+
+
+__all__ = ["FER_LABELS", "EarlyFusionViTConfig", "LateFusionViTConfig", "ViTFERConfig"]

@@ -1,0 +1,83 @@
+"""The specification's model factory: one call from a modality and fusion design to a model with pretrained
+encoders."""
+
+from os import PathLike
+
+from .configuration_vit_fer import EarlyFusionViTConfig, LateFusionViTConfig, ViTFERConfig
+from .modeling_vit_fer import (
+    DEFAULT_BACKBONE,
+    EarlyFusionViT,
+    LateFusionViT,
+    ViTFERPreTrainedModel,
+    ViTForFER,
+    backbone_config,
+    load_pretrained_backbone,
+)
+
+
+MODES = ("rgb", "thermal", "combined")
+FUSION_STRATEGIES = ("early", "late")
+
+
+def create_multimodal_vit_model(
+    mode: str = "rgb",
+    fusion_strategy: str = "early",
+    fusion_type: str | None = None,
+    fusion_layer: str | None = None,
+    model_name: str | PathLike = DEFAULT_BACKBONE,
+    num_classes: int = 7,
+    freeze_backbone: bool = False,
+    dropout_rate: float = 0.1,
+    use_gradient_checkpointing: bool = False,
+    **config_overrides,
+) -> ViTFERPreTrainedModel:
+    """Builds a vit-fer model and loads the ViT checkpoint `model_name` into every encoder.
+
+    Args:
+        mode: `"rgb"` or `"thermal"` for a single-modality [`ViTForFER`]; `"combined"` for RGB + thermal fusion.
+        fusion_strategy: with `mode="combined"`, `"early"` ([`EarlyFusionViT`]) or `"late"` ([`LateFusionViT`]).
+        fusion_type: early fusion: `"concat"` (default) or `"add"`; late feature fusion: `"concat"` (default),
+            `"add"` or `"attention"`.
+        fusion_layer: late fusion: `"feature"` (default) or `"prediction"`.
+        model_name: a Hub id or a local folder holding a `ViTModel` or `ViTForImageClassification` checkpoint.
+        num_classes: number of expression classes (the 7 FER labels by default).
+        freeze_backbone: freeze the encoder(s) for classifier-only fine-tuning.
+        dropout_rate: dropout before the head's hidden layer.
+        use_gradient_checkpointing: enable activation checkpointing of the encoder layers.
+        **config_overrides: any other field of the model's configuration (e.g. `modality_dropout=0.2`,
+            `attn_implementation="eager"` is passed to the config too).
+    """
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+    if mode != "combined":
+        if fusion_type is not None or fusion_layer is not None:
+            raise ValueError(
+                f"`fusion_type` and `fusion_layer` apply to mode='combined' only; got mode={mode!r} with "
+                f"fusion_type={fusion_type!r}, fusion_layer={fusion_layer!r}."
+            )
+        config_class, model_class = ViTFERConfig, ViTForFER
+        config_overrides["modality"] = mode
+    elif fusion_strategy == "early":
+        if fusion_layer is not None:
+            raise ValueError(f"`fusion_layer` applies to fusion_strategy='late' only, got {fusion_layer!r}.")
+        config_class, model_class = EarlyFusionViTConfig, EarlyFusionViT
+        config_overrides["fusion_type"] = fusion_type or "concat"
+    elif fusion_strategy == "late":
+        config_class, model_class = LateFusionViTConfig, LateFusionViT
+        config_overrides.update(fusion_type=fusion_type, fusion_layer=fusion_layer or "feature")
+    else:
+        raise ValueError(f"`fusion_strategy` must be one of {FUSION_STRATEGIES}, got {fusion_strategy!r}.")
+
+    config = backbone_config(
+        config_class,
+        model_name,
+        num_labels=num_classes,
+        freeze_backbone=freeze_backbone,
+        classifier_dropout=dropout_rate,
+        **config_overrides,
+    )
+    model = model_class(config)
+    load_pretrained_backbone(model, model_name)
+    if use_gradient_checkpointing:
+        model.activation_checkpointing_enable()
+    return model

@@ -1,0 +1,678 @@
+# Copyright 2026 The vit-fer authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""PyTorch vit-fer models: facial expression recognition on ViT encoders from RGB, thermal, or both.
+
+- [`ViTForFER`]: one encoder on one modality.
+- [`EarlyFusionViT`]: RGB and thermal combined at the input of one encoder (channel concat or element-wise sum).
+- [`LateFusionViT`]: one encoder per modality, fused at the feature or at the prediction level.
+
+Every encoder is transformers' own `ViTModel`, so attention implementations, activation checkpointing,
+`interpolate_pos_encoding` and the conversion of old ViT checkpoints behave exactly as in transformers' ViT.
+Pretrained encoder weights are brought in by [`load_pretrained_backbone`], after construction.
+
+This file travels with every checkpoint (`trust_remote_code=True`): it imports nothing of ours but its sibling
+configuration file.
+"""
+
+from dataclasses import dataclass
+from os import PathLike
+
+import torch
+from torch import nn
+from transformers import ViTModel
+from transformers import initialization as init
+from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.models.vit.modeling_vit import ViTPreTrainedModel
+from transformers.utils import logging
+
+from .configuration_vit_fer import EarlyFusionViTConfig, LateFusionViTConfig, ViTFERConfig, _FERConfigBase
+
+
+logger = logging.get_logger(__name__)
+
+DEFAULT_BACKBONE = "google/vit-base-patch16-224-in21k"
+
+
+@dataclass
+class FERClassifierOutput(ImageClassifierOutput):
+    r"""
+    Output of the vit-fer models: [`~transformers.modeling_outputs.ImageClassifierOutput`] plus what fusion adds.
+
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is provided):
+        Cross-entropy of `logits` against `labels`.
+    logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+        Class scores before softmax. For prediction fusion, the log of the fused class probabilities.
+    hidden_states, attentions:
+        Of the (RGB, for late fusion) encoder, when asked for, as in `ImageClassifierOutput`.
+    thermal_hidden_states, thermal_attentions:
+        Late fusion only: the same for the thermal encoder.
+    modality_weights (`torch.FloatTensor` of shape `(batch_size, 2)`, *optional*):
+        Late fusion with `fusion_type="attention"` or `prediction_fusion="weighted"`: the weight each sample gave to
+        [RGB, thermal]. A missing modality gets weight 0.
+    rgb_logits, thermal_logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*):
+        Prediction fusion only: each modality's own head.
+    """
+
+    thermal_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    thermal_attentions: tuple[torch.FloatTensor, ...] | None = None
+    modality_weights: torch.FloatTensor | None = None
+    rgb_logits: torch.FloatTensor | None = None
+    thermal_logits: torch.FloatTensor | None = None
+
+
+def check_pixel_values(
+    name: str,
+    pixel_values: torch.Tensor,
+    num_channels: int,
+    reference: torch.Tensor | None = None,
+    reference_name: str = "pixel_values",
+    check_finite: bool = False,
+) -> None:
+    """Raises a `ValueError` naming `name` when `pixel_values` is not a (batch, `num_channels`, height, width) batch,
+    does not match the batch size and image size of `reference`, or (with `check_finite`) holds NaN or inf."""
+    if pixel_values.ndim != 4:
+        raise ValueError(
+            f"`{name}` must be a 4D tensor (batch_size, {num_channels}, height, width), "
+            f"got shape {tuple(pixel_values.shape)}."
+        )
+    if pixel_values.shape[1] != num_channels:
+        raise ValueError(
+            f"`{name}` must have {num_channels} channels (batch_size, {num_channels}, height, width), "
+            f"got shape {tuple(pixel_values.shape)}."
+        )
+    if reference is not None and (
+        pixel_values.shape[0] != reference.shape[0] or pixel_values.shape[2:] != reference.shape[2:]
+    ):
+        raise ValueError(
+            f"`{name}` must pair one to one with `{reference_name}`: expected batch size {reference.shape[0]} and "
+            f"image size {tuple(reference.shape[2:])}, got shape {tuple(pixel_values.shape)} against "
+            f"{tuple(reference.shape)}."
+        )
+    if check_finite and not torch.isfinite(pixel_values).all():
+        raise ValueError(f"`{name}` holds NaN or infinite values.")
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """Cross-entropy with the label checks a user needs: one integer label in [0, num_labels) per sample."""
+    if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"`labels` must have shape ({logits.shape[0]},) — one class index per sample — "
+            f"got shape {tuple(labels.shape)}."
+        )
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"`labels` must hold integer class indices, got dtype {labels.dtype}.")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
+        raise ValueError(
+            f"`labels` must lie in [0, {num_labels}), got values from {labels.min().item()} to {labels.max().item()}."
+        )
+    return nn.functional.cross_entropy(logits.float(), labels)
+
+
+class FERClassificationHead(nn.Module):
+    """The specification's head: LayerNorm → Dropout → Linear → GELU → Dropout → Linear."""
+
+    def __init__(self, config: _FERConfigBase, input_size: int):
+        super().__init__()
+        self.layernorm = nn.LayerNorm(input_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.dense = nn.Linear(input_size, config.classifier_hidden_size)
+        self.activation = nn.GELU()
+        self.output_dropout = nn.Dropout(config.classifier_output_dropout)
+        self.out_proj = nn.Linear(config.classifier_hidden_size, config.num_labels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        hidden = self.activation(self.dense(self.dropout(self.layernorm(features))))
+        return self.out_proj(self.output_dropout(hidden))
+
+
+class ModalityAttentionFusion(nn.Module):
+    """Scores each modality's feature with a small MLP and takes the softmax-weighted sum over the modalities
+    present in each sample."""
+
+    def __init__(self, config: LateFusionViTConfig):
+        super().__init__()
+        self.score = nn.Sequential(
+            nn.Linear(config.hidden_size, config.fusion_attention_hidden_size),
+            nn.Tanh(),
+            nn.Linear(config.fusion_attention_hidden_size, 1),
+        )
+
+    def forward(self, features: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # features: (batch, 2, hidden); present: (batch, 2) bool, at least one True per row.
+        scores = self.score(features).squeeze(-1).masked_fill(~present, float("-inf"))
+        weights = scores.softmax(dim=-1)
+        return (weights.unsqueeze(-1) * features).sum(dim=1), weights
+
+
+class WeightedPredictionFusion(nn.Module):
+    """Two learned modality weights (a softmax over present modalities) for averaging class probabilities."""
+
+    def __init__(self):
+        super().__init__()
+        self.modality_logits = nn.Parameter(torch.zeros(2))
+
+    def forward(self, present: torch.Tensor) -> torch.Tensor:
+        return self.modality_logits.expand_as(present).masked_fill(~present, float("-inf")).softmax(dim=-1)
+
+
+class ViTFERPreTrainedModel(ViTPreTrainedModel):
+    """Base class of the vit-fer models: weight initialisation, backbone freezing and Hub-ready saving."""
+
+    config: _FERConfigBase
+    base_model_prefix = ""
+    _no_split_modules = ["ViTEmbeddings", "ViTLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # `transformers.initialization` helpers skip tensors already loaded from a checkpoint; in-place writes
+        # (`.data.normal_()`) would re-randomise them after `from_pretrained`.
+        super()._init_weights(module)
+        if isinstance(module, WeightedPredictionFusion):
+            init.zeros_(module.modality_logits)
+
+    def post_init(self) -> None:
+        super().post_init()
+        if self.config.freeze_backbone:
+            self.freeze_backbone()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # Loading replaces the parameters built in `__init__`, and with them their `requires_grad` flags.
+        model = super().from_pretrained(*args, **kwargs)
+        loaded = model[0] if isinstance(model, tuple) else model
+        if loaded.config.freeze_backbone:
+            loaded.freeze_backbone()
+        return model
+
+    # -- backbone freezing ---------------------------------------------------------------------------------------
+
+    def backbone_modules(self) -> list[ViTModel]:
+        """The distinct ViT encoders of the model. Every other parameter belongs to the head or the fusion modules."""
+        return [module for module in self.children() if isinstance(module, ViTModel)]
+
+    def freeze_backbone(self) -> None:
+        """Freezes every encoder parameter (classifier-only fine-tuning)."""
+        self.unfreeze_last_n_layers(0)
+
+    def unfreeze_backbone(self) -> None:
+        """Makes every encoder parameter trainable (full fine-tuning)."""
+        self.unfreeze_last_n_layers(self.config.num_hidden_layers)
+
+    def unfreeze_last_n_layers(self, n: int) -> None:
+        """Makes the top `n` transformer layers of every encoder (and its final LayerNorm) trainable and freezes the
+        rest, for top-down progressive unfreezing. `n=num_hidden_layers` unfreezes the embeddings too."""
+        num_layers = self.config.num_hidden_layers
+        if not 0 <= n <= num_layers:
+            raise ValueError(f"`n` must be in [0, {num_layers}] (num_hidden_layers), got {n}.")
+        for encoder in self.backbone_modules():
+            encoder.embeddings.requires_grad_(n == num_layers)
+            encoder.layernorm.requires_grad_(n > 0)
+            for index, layer in enumerate(encoder.layers):
+                layer.requires_grad_(index >= num_layers - n)
+
+    # -- saving --------------------------------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | PathLike, *args, **kwargs) -> None:
+        # `register_for_auto_class` records one auto class per model; Hub users load through both of these.
+        if self._auto_class is not None:
+            name = f"{type(self).__module__.rsplit('.', 1)[-1]}.{type(self).__name__}"
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map.update({"AutoModel": name, "AutoModelForImageClassification": name})
+            self.config.auto_map = auto_map
+        super().save_pretrained(save_directory, *args, **kwargs)
+
+    # -- shared forward pieces -----------------------------------------------------------------------------------
+
+    def _encode(
+        self,
+        encoder: ViTModel,
+        pixel_values: torch.Tensor,
+        output_attentions: bool | None,
+        output_hidden_states: bool | None,
+        interpolate_pos_encoding: bool | None,
+    ):
+        outputs = encoder(
+            pixel_values,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        # The in21k checkpoints are fine-tuned on the final [CLS] token, without their pooler.
+        return outputs.last_hidden_state[:, 0], outputs
+
+    def _finish(self, logits: torch.Tensor, labels: torch.Tensor | None, return_dict: bool | None, **outputs):
+        loss = classification_loss(logits, labels, self.config.num_labels) if labels is not None else None
+        output = FERClassifierOutput(loss=loss, logits=logits, **outputs)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+
+class ViTForFER(ViTFERPreTrainedModel):
+    r"""
+    ViT encoder with the FER head on its final [CLS] token, on one modality (`config.modality`).
+
+    Build it from a config (random weights, or through `from_pretrained` of a saved vit-fer model), or the
+    specification's way, which loads a pretrained ViT checkpoint into the encoder:
+
+    ```python
+    >>> model = ViTForFER(model_name="google/vit-base-patch16-224-in21k", num_classes=7,
+    ...                   freeze_backbone=False, dropout_rate=0.1)
+    ```
+    """
+
+    config: ViTFERConfig
+    config_class = ViTFERConfig
+    base_model_prefix = "vit"
+
+    def __init__(
+        self,
+        config: ViTFERConfig | None = None,
+        *,
+        model_name: str | PathLike | None = None,
+        num_classes: int | None = None,
+        freeze_backbone: bool | None = None,
+        dropout_rate: float | None = None,
+        **config_overrides,
+    ):
+        seed_arguments = {
+            "num_classes": num_classes,
+            "freeze_backbone": freeze_backbone,
+            "dropout_rate": dropout_rate,
+        }
+        if config is not None and (model_name is not None or config_overrides or any(
+            value is not None for value in seed_arguments.values()
+        )):
+            raise ValueError(
+                "Pass either `config` or the pretrained-backbone arguments (`model_name`, `num_classes`, "
+                "`freeze_backbone`, `dropout_rate`, config overrides), not both."
+            )
+        if config is None:
+            model_name = model_name if model_name is not None else DEFAULT_BACKBONE
+            config = backbone_config(
+                ViTFERConfig,
+                model_name,
+                num_labels=7 if num_classes is None else num_classes,
+                freeze_backbone=bool(freeze_backbone),
+                classifier_dropout=0.1 if dropout_rate is None else dropout_rate,
+                **config_overrides,
+            )
+        super().__init__(config)
+        self.vit = ViTModel(config, add_pooling_layer=False)
+        self.classifier = FERClassificationHead(config, config.hidden_size)
+        self.post_init()
+        if model_name is not None:
+            load_pretrained_backbone(self, model_name)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        thermal_pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> FERClassifierOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            Images of the model's modality (`config.modality`), as the image processor returns them.
+        thermal_pixel_values (`torch.FloatTensor`, *optional*):
+            Accepted in place of `pixel_values` for a thermal model, so that one batch format serves every model.
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Class indices in `[0, config.num_labels)`; when given, the cross-entropy loss is returned.
+        """
+        if self.config.modality == "thermal" and pixel_values is None:
+            pixel_values, name = thermal_pixel_values, "thermal_pixel_values"
+        elif thermal_pixel_values is not None:
+            raise ValueError(
+                f"This ViTForFER reads one modality ({self.config.modality!r}) as `pixel_values`; "
+                "got `thermal_pixel_values` too. Use EarlyFusionViT or LateFusionViT to combine RGB and thermal."
+            )
+        else:
+            name = "pixel_values"
+        if pixel_values is None:
+            raise ValueError(f"`pixel_values` ({self.config.modality} images) are required.")
+        check_pixel_values(name, pixel_values, self.config.num_channels, check_finite=self.config.check_inputs_finite)
+
+        features, outputs = self._encode(
+            self.vit, pixel_values, output_attentions, output_hidden_states, interpolate_pos_encoding
+        )
+        return self._finish(
+            self.classifier(features),
+            labels,
+            return_dict,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class EarlyFusionViT(ViTFERPreTrainedModel):
+    r"""
+    RGB and thermal images combined at the input of one ViT encoder: stacked along the channels and read by a widened
+    patch embedding (`fusion_type="concat"`), or summed element-wise (`fusion_type="add"`).
+    """
+
+    config: EarlyFusionViTConfig
+    config_class = EarlyFusionViTConfig
+    base_model_prefix = "vit"
+
+    def __init__(self, config: EarlyFusionViTConfig):
+        super().__init__(config)
+        self.vit = ViTModel(config, add_pooling_layer=False)
+        self.classifier = FERClassificationHead(config, config.hidden_size)
+        self.post_init()
+
+    def fuse_inputs(self, pixel_values: torch.Tensor, thermal_pixel_values: torch.Tensor) -> torch.Tensor:
+        """The encoder's input: the RGB and thermal batches concatenated along the channels, or summed."""
+        if self.config.fusion_type == "concat":
+            return torch.cat([pixel_values, thermal_pixel_values], dim=1)
+        return pixel_values + thermal_pixel_values
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        thermal_pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> FERClassifierOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, rgb_num_channels, height, width)`):
+            RGB images.
+        thermal_pixel_values (`torch.FloatTensor` of shape `(batch_size, thermal_num_channels, height, width)`):
+            Thermal images, registered to the RGB ones. Required: early fusion has no single-modality path.
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Class indices in `[0, config.num_labels)`; when given, the cross-entropy loss is returned.
+        """
+        for name, value in (("pixel_values", pixel_values), ("thermal_pixel_values", thermal_pixel_values)):
+            if value is None:
+                raise ValueError(
+                    f"EarlyFusionViT needs both modalities: `{name}` is missing. "
+                    "Use LateFusionViT to predict from one modality when the other is absent."
+                )
+        check_finite = self.config.check_inputs_finite
+        check_pixel_values("pixel_values", pixel_values, self.config.rgb_num_channels, check_finite=check_finite)
+        check_pixel_values(
+            "thermal_pixel_values",
+            thermal_pixel_values,
+            self.config.thermal_num_channels,
+            reference=pixel_values,
+            check_finite=check_finite,
+        )
+
+        features, outputs = self._encode(
+            self.vit,
+            self.fuse_inputs(pixel_values, thermal_pixel_values),
+            output_attentions,
+            output_hidden_states,
+            interpolate_pos_encoding,
+        )
+        return self._finish(
+            self.classifier(features),
+            labels,
+            return_dict,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class LateFusionViT(ViTFERPreTrainedModel):
+    r"""
+    One ViT encoder per modality (`rgb_vit`, `thermal_vit`; one shared `rgb_vit` with `share_encoder=True`), fused
+    after encoding: the two [CLS] features are combined for one head (`fusion_layer="feature"`: concat, add or
+    attention), or each modality has its own head and their class probabilities are averaged
+    (`fusion_layer="prediction"`: mean or learned weights).
+
+    Either modality may be missing at inference (`pixel_values=None` or `thermal_pixel_values=None`): the model then
+    predicts from the one present, which `modality_dropout` trains it for.
+    """
+
+    config: LateFusionViTConfig
+    config_class = LateFusionViTConfig
+
+    def __init__(self, config: LateFusionViTConfig):
+        super().__init__(config)
+        self.rgb_vit = ViTModel(config, add_pooling_layer=False)
+        self.thermal_vit = None if config.share_encoder else ViTModel(config, add_pooling_layer=False)
+
+        self.fusion = None
+        if config.fusion_layer == "feature":
+            if config.fusion_type == "attention":
+                self.fusion = ModalityAttentionFusion(config)
+            head_size = 2 * config.hidden_size if config.fusion_type == "concat" else config.hidden_size
+            self.classifier = FERClassificationHead(config, head_size)
+        else:
+            if config.prediction_fusion == "weighted":
+                self.fusion = WeightedPredictionFusion()
+            self.rgb_classifier = FERClassificationHead(config, config.hidden_size)
+            self.thermal_classifier = FERClassificationHead(config, config.hidden_size)
+        self.post_init()
+
+    def encoder_for(self, modality: str) -> ViTModel:
+        """The encoder that reads `modality` ("rgb" or "thermal")."""
+        return self.thermal_vit if modality == "thermal" and self.thermal_vit is not None else self.rgb_vit
+
+    def _modality_dropout(self, present: torch.Tensor) -> torch.Tensor:
+        """Drops one of the two modalities of a sample with probability `config.modality_dropout` (training only,
+        and only where both are present)."""
+        if not self.training or self.config.modality_dropout == 0.0:
+            return present
+        batch_size = present.shape[0]
+        drop = torch.rand(batch_size, device=present.device) < self.config.modality_dropout
+        drop &= present.all(dim=1)
+        dropped_modality = torch.randint(0, 2, (batch_size,), device=present.device)
+        dropped = nn.functional.one_hot(dropped_modality, 2).bool() & drop.unsqueeze(1)
+        return present & ~dropped
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        thermal_pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> FERClassifierOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`, *optional*):
+            RGB images; may be omitted at inference to predict from thermal alone.
+        thermal_pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`, *optional*):
+            Thermal images paired with the RGB ones; may be omitted at inference to predict from RGB alone.
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Class indices in `[0, config.num_labels)`; when given, the cross-entropy loss is returned.
+        """
+        if pixel_values is None and thermal_pixel_values is None:
+            raise ValueError("LateFusionViT needs `pixel_values` (RGB), `thermal_pixel_values`, or both; got neither.")
+        check_finite = self.config.check_inputs_finite
+        if pixel_values is not None:
+            check_pixel_values("pixel_values", pixel_values, self.config.num_channels, check_finite=check_finite)
+        if thermal_pixel_values is not None:
+            check_pixel_values(
+                "thermal_pixel_values",
+                thermal_pixel_values,
+                self.config.num_channels,
+                reference=pixel_values,
+                check_finite=check_finite,
+            )
+
+        inputs = {"rgb": pixel_values, "thermal": thermal_pixel_values}
+        features, encoder_outputs = {}, {}
+        for modality, images in inputs.items():
+            if images is not None:
+                features[modality], encoder_outputs[modality] = self._encode(
+                    self.encoder_for(modality), images, output_attentions, output_hidden_states,
+                    interpolate_pos_encoding,
+                )
+        reference = next(iter(features.values()))
+        batch_size = reference.shape[0]
+        present = torch.tensor(
+            [images is not None for images in inputs.values()], device=reference.device
+        ).expand(batch_size, 2)
+        present = self._modality_dropout(present)
+        # (batch, 2, hidden); an absent or dropped modality contributes zeros, never a skipped computation.
+        stacked = torch.stack(
+            [features.get(modality, torch.zeros_like(reference)) for modality in inputs], dim=1
+        ) * present.unsqueeze(-1).to(reference.dtype)
+
+        fused = {}
+        if self.config.fusion_layer == "feature":
+            if self.config.fusion_type == "concat":
+                logits = self.classifier(stacked.flatten(1))
+            elif self.config.fusion_type == "add":
+                logits = self.classifier(stacked.sum(dim=1))
+            else:
+                pooled, fused["modality_weights"] = self.fusion(stacked, present)
+                logits = self.classifier(pooled)
+        else:
+            rgb_logits = self.rgb_classifier(stacked[:, 0])
+            thermal_logits = self.thermal_classifier(stacked[:, 1])
+            if self.config.prediction_fusion == "weighted":
+                weights = self.fusion(present)
+                fused["modality_weights"] = weights
+            else:
+                weights = present.to(reference.dtype) / present.sum(dim=1, keepdim=True)
+            probabilities = torch.stack([rgb_logits.softmax(-1), thermal_logits.softmax(-1)], dim=1)
+            # The log of the fused probabilities, so that cross-entropy on these logits is the NLL of the mixture.
+            logits = (weights.unsqueeze(-1) * probabilities).sum(dim=1).clamp_min(torch.finfo(probabilities.dtype).tiny).log()
+            fused["rgb_logits"] = rgb_logits if pixel_values is not None else None
+            fused["thermal_logits"] = thermal_logits if thermal_pixel_values is not None else None
+
+        rgb_outputs, thermal_outputs = encoder_outputs.get("rgb"), encoder_outputs.get("thermal")
+        return self._finish(
+            logits,
+            labels,
+            return_dict,
+            hidden_states=rgb_outputs.hidden_states if rgb_outputs is not None else None,
+            attentions=rgb_outputs.attentions if rgb_outputs is not None else None,
+            thermal_hidden_states=thermal_outputs.hidden_states if thermal_outputs is not None else None,
+            thermal_attentions=thermal_outputs.attentions if thermal_outputs is not None else None,
+            **fused,
+        )
+
+
+# -- pretrained backbones --------------------------------------------------------------------------------------------
+
+_BACKBONE_FIELDS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "initializer_range",
+    "layer_norm_eps",
+    "image_size",
+    "patch_size",
+    "qkv_bias",
+)
+
+
+def backbone_config(config_class: type[_FERConfigBase], model_name: str | PathLike, **kwargs) -> _FERConfigBase:
+    """A `config_class` whose encoder hyper-parameters are those of the ViT checkpoint `model_name` (a Hub id or a
+    local folder); `kwargs` set the remaining fields."""
+    from transformers import AutoConfig
+
+    source = AutoConfig.from_pretrained(model_name)
+    missing = [field for field in _BACKBONE_FIELDS if not hasattr(source, field)]
+    if missing:
+        raise ValueError(
+            f"`model_name` must name a ViT checkpoint; {model_name!r} has a {type(source).__name__} without "
+            f"{', '.join(missing)}."
+        )
+    backbone = {field: getattr(source, field) for field in _BACKBONE_FIELDS if field not in kwargs}
+    return config_class(**backbone, **kwargs)
+
+
+def widen_patch_embedding(weight: torch.Tensor, rgb_num_channels: int, thermal_num_channels: int) -> torch.Tensor:
+    """Widens a pretrained RGB patch-embedding kernel `(hidden, c, p, p)` to RGB + thermal input channels.
+
+    The RGB part is the pretrained kernel, and each thermal channel gets the pretrained kernel summed over its input
+    channels divided by `thermal_num_channels` (with 3 thermal channels that is the pretrained kernel itself); both
+    halves are then halved. So at initialisation the fused encoder reading an image as RGB and the same image as
+    thermal sees exactly what the pretrained encoder sees for the RGB image alone.
+    """
+    if weight.shape[1] != rgb_num_channels:
+        raise ValueError(
+            f"The pretrained patch embedding has {weight.shape[1]} input channels; "
+            f"`rgb_num_channels` is {rgb_num_channels}."
+        )
+    if thermal_num_channels == rgb_num_channels:
+        thermal = weight
+    else:
+        thermal = weight.sum(dim=1, keepdim=True).div(thermal_num_channels).expand(-1, thermal_num_channels, -1, -1)
+    return 0.5 * torch.cat([weight, thermal], dim=1)
+
+
+@torch.no_grad()
+def load_pretrained_backbone(model: ViTFERPreTrainedModel, model_name: str | PathLike, **from_pretrained_kwargs) -> None:
+    """Loads the ViT checkpoint `model_name` (a Hub id such as google/vit-base-patch16-224-in21k, or a local folder
+    holding a `ViTModel` or `ViTForImageClassification` checkpoint) into every encoder of `model`.
+
+    This is the one place where pretrained weights are adapted:
+    - the checkpoint is read by transformers' own `ViTModel.from_pretrained`, so old checkpoints are converted to the
+      current layout exactly as for transformers' ViT (the in21k pooler is not used);
+    - an early-fusion concat encoder gets its patch embedding widened by [`widen_patch_embedding`];
+    - late fusion loads the checkpoint into both encoders.
+    The head and fusion modules keep their fresh initialisation. Missing or mis-shaped encoder weights raise.
+    """
+    # The load report would flag the in21k pooler (or a classification checkpoint's head), which fine-tuning does
+    # not use; real problems are raised below.
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        pretrained, loading_info = ViTModel.from_pretrained(
+            model_name, add_pooling_layer=False, output_loading_info=True, **from_pretrained_kwargs
+        )
+    finally:
+        logging.set_verbosity(verbosity)
+    if loading_info["missing_keys"]:
+        raise ValueError(
+            f"The checkpoint {str(model_name)!r} lacks encoder weights {sorted(loading_info['missing_keys'])}; "
+            "they would be left randomly initialised."
+        )
+    unexpected = sorted(key for key in loading_info["unexpected_keys"] if not key.startswith(("pooler.", "classifier.")))
+    if unexpected:
+        logger.warning(f"Weights of {str(model_name)!r} not used by the encoder: {unexpected}")
+    state = pretrained.state_dict()
+    config = model.config
+    patch_key = "embeddings.patch_embeddings.projection.weight"
+    if isinstance(config, EarlyFusionViTConfig) and config.fusion_type == "concat":
+        state[patch_key] = widen_patch_embedding(state[patch_key], config.rgb_num_channels, config.thermal_num_channels)
+    for encoder in model.backbone_modules():
+        encoder_state = encoder.state_dict()
+        mismatched = [
+            f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(value.shape)}"
+            for key, value in encoder_state.items()
+            if key in state and state[key].shape != value.shape
+        ]
+        if mismatched:
+            raise ValueError(
+                f"The ViT checkpoint {str(model_name)!r} does not fit this model's encoder: " + "; ".join(mismatched)
+            )
+        encoder.load_state_dict(state, strict=True)
+
+
+__all__ = [
+    "EarlyFusionViT",
+    "FERClassifierOutput",
+    "LateFusionViT",
+    "ViTFERPreTrainedModel",
+    "ViTForFER",
+    "backbone_config",
+    "load_pretrained_backbone",
+    "widen_patch_embedding",
+]
