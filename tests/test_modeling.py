@@ -380,3 +380,32 @@ def test_auto_classes_resolve(config_class, model_class, tmp_path):
     assert type(AutoModelForImageClassification.from_config(config)) is model_class
     config.save_pretrained(tmp_path)
     assert type(AutoConfig.from_pretrained(tmp_path)) is config_class
+
+
+# -- cached features ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["rgb", "early-concat", "late-attention", "late-prediction-mean"])
+def test_cached_encoder_features_give_the_same_predictions(checkpoint, variant):
+    model = build(checkpoint, variant).eval()
+    inputs = make_inputs(model)
+    images = {key: value for key, value in inputs.items() if key != "labels"}
+    features = model.extract_features(**images)
+    assert features.shape == ((4, 2, 32) if variant.startswith("late") else (4, 32))
+    from_images = model(**inputs)
+    from_features = model(encoder_features=features, labels=inputs["labels"])
+    torch.testing.assert_close(from_features.logits, from_images.logits)
+    torch.testing.assert_close(from_features.loss, from_images.loss)
+    with pytest.raises(ValueError, match="either images or `encoder_features`"):
+        model(**images, encoder_features=features)
+    with pytest.raises(ValueError, match=r"`encoder_features` must have shape \(batch_size, "):
+        model(encoder_features=features[..., :16])
+
+
+@pytest.mark.parametrize("variant", ["rgb", "early-concat", "late-attention", "late-prediction-weighted"])
+def test_torch_compile_traces_without_graph_breaks(checkpoint, variant):
+    model = build(checkpoint, variant, modality_dropout=0.2 if variant.startswith("late") else 0.0).train()
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(model)(**make_inputs(model))
+    assert explanation.graph_break_count == 0, [reason.reason for reason in explanation.break_reasons]
+    assert explanation.graph_count == 1

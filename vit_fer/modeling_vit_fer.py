@@ -61,7 +61,8 @@ class FERClassifierOutput(ImageClassifierOutput):
         Late fusion with `fusion_type="attention"` or `prediction_fusion="weighted"`: the weight each sample gave to
         [RGB, thermal]. A missing modality gets weight 0.
     rgb_logits, thermal_logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*):
-        Prediction fusion only: each modality's own head.
+        Prediction fusion only: each modality's own head (read `modality_weights` or the inputs to know which
+        modality was present: an absent one's head sees zeros and has weight 0 in `logits`).
     """
 
     thermal_hidden_states: tuple[torch.FloatTensor, ...] | None = None
@@ -112,7 +113,8 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: 
         )
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"`labels` must hold integer class indices, got dtype {labels.dtype}.")
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
+    # The range check reads the labels on the host, which a compiled graph cannot do without breaking.
+    if not torch.compiler.is_compiling() and labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
         raise ValueError(
             f"`labels` must lie in [0, {num_labels}), got values from {labels.min().item()} to {labels.max().item()}."
         )
@@ -231,9 +233,72 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
             self.config.auto_map = auto_map
         super().save_pretrained(save_directory, *args, **kwargs)
 
-    # -- shared forward pieces -----------------------------------------------------------------------------------
+    # -- forward -------------------------------------------------------------------------------------------------
 
-    def _encode(
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        thermal_pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        return_dict: bool | None = None,
+        encoder_features: torch.Tensor | None = None,
+    ) -> FERClassifierOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            [`ViTForFER`]: images of the model's modality (`config.modality`). Fusion models: RGB images (optional
+            for [`LateFusionViT`], which then predicts from thermal alone).
+        thermal_pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            Fusion models: thermal images registered to the RGB ones (optional for [`LateFusionViT`]). A thermal
+            [`ViTForFER`] accepts its images here too, so that one batch format serves every model.
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Class indices in `[0, config.num_labels)`; when given, the cross-entropy loss is returned.
+        encoder_features (`torch.FloatTensor`, *optional*):
+            The encoders' final [CLS] features as [`~ViTFERPreTrainedModel.extract_features`] returns them, given
+            instead of images to train the head on cached features while the backbone is frozen.
+        """
+        if encoder_features is not None:
+            if pixel_values is not None or thermal_pixel_values is not None:
+                raise ValueError("Pass either images or `encoder_features`, not both.")
+            features, present, encoder_outputs = self._check_features(encoder_features), None, {}
+        else:
+            features, present, encoder_outputs = self._encode(
+                pixel_values, thermal_pixel_values, output_attentions, output_hidden_states, interpolate_pos_encoding
+            )
+        logits, fusion_outputs = self._classify(features, present)
+
+        loss = classification_loss(logits, labels, self.config.num_labels) if labels is not None else None
+        output = FERClassifierOutput(loss=loss, logits=logits, **encoder_outputs, **fusion_outputs)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+    @torch.no_grad()
+    def extract_features(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        thermal_pixel_values: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
+    ) -> torch.Tensor:
+        """The encoders' final [CLS] features — `(batch, hidden_size)`, or `(batch, 2, hidden_size)` [RGB, thermal]
+        for [`LateFusionViT`] — which `forward(encoder_features=...)` classifies. Caching them is exact only while
+        the backbone is frozen, in eval mode, and the images are not augmented differently per epoch."""
+        return self._encode(pixel_values, thermal_pixel_values, None, None, interpolate_pos_encoding)[0]
+
+    def _check_features(self, features: torch.Tensor) -> torch.Tensor:
+        expected = self._feature_shape()
+        if features.ndim != len(expected) + 1 or tuple(features.shape[1:]) != expected:
+            raise ValueError(
+                f"`encoder_features` must have shape (batch_size, {', '.join(map(str, expected))}), "
+                f"got {tuple(features.shape)}."
+            )
+        return features
+
+    def _feature_shape(self) -> tuple[int, ...]:
+        return (self.config.hidden_size,)
+
+    def _run_encoder(
         self,
         encoder: ViTModel,
         pixel_values: torch.Tensor,
@@ -249,12 +314,6 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
         )
         # The in21k checkpoints are fine-tuned on the final [CLS] token, without their pooler.
         return outputs.last_hidden_state[:, 0], outputs
-
-    def _finish(self, logits: torch.Tensor, labels: torch.Tensor | None, return_dict: bool | None, **outputs):
-        loss = classification_loss(logits, labels, self.config.num_labels) if labels is not None else None
-        output = FERClassifierOutput(loss=loss, logits=logits, **outputs)
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        return output if return_dict else output.to_tuple()
 
 
 class ViTForFER(ViTFERPreTrainedModel):
@@ -284,14 +343,8 @@ class ViTForFER(ViTFERPreTrainedModel):
         dropout_rate: float | None = None,
         **config_overrides,
     ):
-        seed_arguments = {
-            "num_classes": num_classes,
-            "freeze_backbone": freeze_backbone,
-            "dropout_rate": dropout_rate,
-        }
-        if config is not None and (model_name is not None or config_overrides or any(
-            value is not None for value in seed_arguments.values()
-        )):
+        seed_arguments = (model_name, num_classes, freeze_backbone, dropout_rate)
+        if config is not None and (config_overrides or any(value is not None for value in seed_arguments)):
             raise ValueError(
                 "Pass either `config` or the pretrained-backbone arguments (`model_name`, `num_classes`, "
                 "`freeze_backbone`, `dropout_rate`, config overrides), not both."
@@ -313,24 +366,8 @@ class ViTForFER(ViTFERPreTrainedModel):
         if model_name is not None:
             load_pretrained_backbone(self, model_name)
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        thermal_pixel_values: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        interpolate_pos_encoding: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> FERClassifierOutput | tuple:
-        r"""
-        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
-            Images of the model's modality (`config.modality`), as the image processor returns them.
-        thermal_pixel_values (`torch.FloatTensor`, *optional*):
-            Accepted in place of `pixel_values` for a thermal model, so that one batch format serves every model.
-        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
-            Class indices in `[0, config.num_labels)`; when given, the cross-entropy loss is returned.
-        """
+    def _encode(self, pixel_values, thermal_pixel_values, output_attentions, output_hidden_states, interpolate_pos_encoding):
+        name = "pixel_values"
         if self.config.modality == "thermal" and pixel_values is None:
             pixel_values, name = thermal_pixel_values, "thermal_pixel_values"
         elif thermal_pixel_values is not None:
@@ -338,28 +375,23 @@ class ViTForFER(ViTFERPreTrainedModel):
                 f"This ViTForFER reads one modality ({self.config.modality!r}) as `pixel_values`; "
                 "got `thermal_pixel_values` too. Use EarlyFusionViT or LateFusionViT to combine RGB and thermal."
             )
-        else:
-            name = "pixel_values"
         if pixel_values is None:
             raise ValueError(f"`pixel_values` ({self.config.modality} images) are required.")
         check_pixel_values(name, pixel_values, self.config.num_channels, check_finite=self.config.check_inputs_finite)
-
-        features, outputs = self._encode(
+        features, outputs = self._run_encoder(
             self.vit, pixel_values, output_attentions, output_hidden_states, interpolate_pos_encoding
         )
-        return self._finish(
-            self.classifier(features),
-            labels,
-            return_dict,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        return features, None, {"hidden_states": outputs.hidden_states, "attentions": outputs.attentions}
+
+    def _classify(self, features, present):
+        return self.classifier(features), {}
 
 
 class EarlyFusionViT(ViTFERPreTrainedModel):
     r"""
     RGB and thermal images combined at the input of one ViT encoder: stacked along the channels and read by a widened
-    patch embedding (`fusion_type="concat"`), or summed element-wise (`fusion_type="add"`).
+    patch embedding (`fusion_type="concat"`), or summed element-wise (`fusion_type="add"`). Both modalities are
+    required.
     """
 
     config: EarlyFusionViTConfig
@@ -378,24 +410,7 @@ class EarlyFusionViT(ViTFERPreTrainedModel):
             return torch.cat([pixel_values, thermal_pixel_values], dim=1)
         return pixel_values + thermal_pixel_values
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        thermal_pixel_values: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        interpolate_pos_encoding: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> FERClassifierOutput | tuple:
-        r"""
-        pixel_values (`torch.FloatTensor` of shape `(batch_size, rgb_num_channels, height, width)`):
-            RGB images.
-        thermal_pixel_values (`torch.FloatTensor` of shape `(batch_size, thermal_num_channels, height, width)`):
-            Thermal images, registered to the RGB ones. Required: early fusion has no single-modality path.
-        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
-            Class indices in `[0, config.num_labels)`; when given, the cross-entropy loss is returned.
-        """
+    def _encode(self, pixel_values, thermal_pixel_values, output_attentions, output_hidden_states, interpolate_pos_encoding):
         for name, value in (("pixel_values", pixel_values), ("thermal_pixel_values", thermal_pixel_values)):
             if value is None:
                 raise ValueError(
@@ -411,21 +426,17 @@ class EarlyFusionViT(ViTFERPreTrainedModel):
             reference=pixel_values,
             check_finite=check_finite,
         )
-
-        features, outputs = self._encode(
+        features, outputs = self._run_encoder(
             self.vit,
             self.fuse_inputs(pixel_values, thermal_pixel_values),
             output_attentions,
             output_hidden_states,
             interpolate_pos_encoding,
         )
-        return self._finish(
-            self.classifier(features),
-            labels,
-            return_dict,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        return features, None, {"hidden_states": outputs.hidden_states, "attentions": outputs.attentions}
+
+    def _classify(self, features, present):
+        return self.classifier(features), {}
 
 
 class LateFusionViT(ViTFERPreTrainedModel):
@@ -464,36 +475,10 @@ class LateFusionViT(ViTFERPreTrainedModel):
         """The encoder that reads `modality` ("rgb" or "thermal")."""
         return self.thermal_vit if modality == "thermal" and self.thermal_vit is not None else self.rgb_vit
 
-    def _modality_dropout(self, present: torch.Tensor) -> torch.Tensor:
-        """Drops one of the two modalities of a sample with probability `config.modality_dropout` (training only,
-        and only where both are present)."""
-        if not self.training or self.config.modality_dropout == 0.0:
-            return present
-        batch_size = present.shape[0]
-        drop = torch.rand(batch_size, device=present.device) < self.config.modality_dropout
-        drop &= present.all(dim=1)
-        dropped_modality = torch.randint(0, 2, (batch_size,), device=present.device)
-        dropped = nn.functional.one_hot(dropped_modality, 2).bool() & drop.unsqueeze(1)
-        return present & ~dropped
+    def _feature_shape(self) -> tuple[int, ...]:
+        return (2, self.config.hidden_size)
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        thermal_pixel_values: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        interpolate_pos_encoding: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> FERClassifierOutput | tuple:
-        r"""
-        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`, *optional*):
-            RGB images; may be omitted at inference to predict from thermal alone.
-        thermal_pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`, *optional*):
-            Thermal images paired with the RGB ones; may be omitted at inference to predict from RGB alone.
-        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
-            Class indices in `[0, config.num_labels)`; when given, the cross-entropy loss is returned.
-        """
+    def _encode(self, pixel_values, thermal_pixel_values, output_attentions, output_hidden_states, interpolate_pos_encoding):
         if pixel_values is None and thermal_pixel_values is None:
             raise ValueError("LateFusionViT needs `pixel_values` (RGB), `thermal_pixel_values`, or both; got neither.")
         check_finite = self.config.check_inputs_finite
@@ -508,59 +493,65 @@ class LateFusionViT(ViTFERPreTrainedModel):
                 check_finite=check_finite,
             )
 
-        inputs = {"rgb": pixel_values, "thermal": thermal_pixel_values}
-        features, encoder_outputs = {}, {}
-        for modality, images in inputs.items():
+        features, outputs = {}, {}
+        for modality, images in (("rgb", pixel_values), ("thermal", thermal_pixel_values)):
             if images is not None:
-                features[modality], encoder_outputs[modality] = self._encode(
+                features[modality], outputs[modality] = self._run_encoder(
                     self.encoder_for(modality), images, output_attentions, output_hidden_states,
                     interpolate_pos_encoding,
                 )
         reference = next(iter(features.values()))
-        batch_size = reference.shape[0]
-        present = torch.tensor(
-            [images is not None for images in inputs.values()], device=reference.device
-        ).expand(batch_size, 2)
-        present = self._modality_dropout(present)
-        # (batch, 2, hidden); an absent or dropped modality contributes zeros, never a skipped computation.
-        stacked = torch.stack(
-            [features.get(modality, torch.zeros_like(reference)) for modality in inputs], dim=1
-        ) * present.unsqueeze(-1).to(reference.dtype)
+        # (batch, 2, hidden) [RGB, thermal]; an absent modality contributes zeros and is marked absent.
+        stacked = torch.stack([features.get(m, torch.zeros_like(reference)) for m in ("rgb", "thermal")], dim=1)
+        present = torch.tensor([pixel_values is not None, thermal_pixel_values is not None], device=reference.device)
+        encoder_outputs = {
+            "hidden_states": outputs["rgb"].hidden_states if "rgb" in outputs else None,
+            "attentions": outputs["rgb"].attentions if "rgb" in outputs else None,
+            "thermal_hidden_states": outputs["thermal"].hidden_states if "thermal" in outputs else None,
+            "thermal_attentions": outputs["thermal"].attentions if "thermal" in outputs else None,
+        }
+        return stacked, present.expand(stacked.shape[0], 2), encoder_outputs
 
-        fused = {}
+    def _modality_dropout(self, present: torch.Tensor) -> torch.Tensor:
+        """Drops one of the two modalities of a sample with probability `config.modality_dropout` (training only,
+        and only where both are present)."""
+        if not self.training or self.config.modality_dropout == 0.0:
+            return present
+        batch_size = present.shape[0]
+        drop = (torch.rand(batch_size, device=present.device) < self.config.modality_dropout) & present.all(dim=1)
+        dropped_modality = torch.randint(0, 2, (batch_size,), device=present.device)
+        dropped = nn.functional.one_hot(dropped_modality, 2).bool() & drop.unsqueeze(1)
+        return present & ~dropped
+
+    def _classify(self, features, present):
+        if present is None:  # cached features hold both modalities
+            present = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        present = self._modality_dropout(present)
+        # Dropped modalities are zeroed, not skipped: every parameter takes part in every step, as DDP requires.
+        features = features * present.unsqueeze(-1).to(features.dtype)
+
         if self.config.fusion_layer == "feature":
             if self.config.fusion_type == "concat":
-                logits = self.classifier(stacked.flatten(1))
-            elif self.config.fusion_type == "add":
-                logits = self.classifier(stacked.sum(dim=1))
-            else:
-                pooled, fused["modality_weights"] = self.fusion(stacked, present)
-                logits = self.classifier(pooled)
-        else:
-            rgb_logits = self.rgb_classifier(stacked[:, 0])
-            thermal_logits = self.thermal_classifier(stacked[:, 1])
-            if self.config.prediction_fusion == "weighted":
-                weights = self.fusion(present)
-                fused["modality_weights"] = weights
-            else:
-                weights = present.to(reference.dtype) / present.sum(dim=1, keepdim=True)
-            probabilities = torch.stack([rgb_logits.softmax(-1), thermal_logits.softmax(-1)], dim=1)
-            # The log of the fused probabilities, so that cross-entropy on these logits is the NLL of the mixture.
-            logits = (weights.unsqueeze(-1) * probabilities).sum(dim=1).clamp_min(torch.finfo(probabilities.dtype).tiny).log()
-            fused["rgb_logits"] = rgb_logits if pixel_values is not None else None
-            fused["thermal_logits"] = thermal_logits if thermal_pixel_values is not None else None
+                return self.classifier(features.flatten(1)), {}
+            if self.config.fusion_type == "add":
+                return self.classifier(features.sum(dim=1)), {}
+            pooled, weights = self.fusion(features, present)
+            return self.classifier(pooled), {"modality_weights": weights}
 
-        rgb_outputs, thermal_outputs = encoder_outputs.get("rgb"), encoder_outputs.get("thermal")
-        return self._finish(
-            logits,
-            labels,
-            return_dict,
-            hidden_states=rgb_outputs.hidden_states if rgb_outputs is not None else None,
-            attentions=rgb_outputs.attentions if rgb_outputs is not None else None,
-            thermal_hidden_states=thermal_outputs.hidden_states if thermal_outputs is not None else None,
-            thermal_attentions=thermal_outputs.attentions if thermal_outputs is not None else None,
-            **fused,
-        )
+        rgb_logits = self.rgb_classifier(features[:, 0])
+        thermal_logits = self.thermal_classifier(features[:, 1])
+        if self.config.prediction_fusion == "weighted":
+            weights = self.fusion(present)
+        else:
+            weights = present.to(features.dtype) / present.sum(dim=1, keepdim=True)
+        probabilities = torch.stack([rgb_logits.softmax(-1), thermal_logits.softmax(-1)], dim=1)
+        fused = (weights.unsqueeze(-1) * probabilities).sum(dim=1)
+        # The log of the fused probabilities, so that cross-entropy on these logits is the NLL of the mixture.
+        logits = fused.clamp_min(torch.finfo(fused.dtype).tiny).log()
+        outputs = {"rgb_logits": rgb_logits, "thermal_logits": thermal_logits}
+        if self.config.prediction_fusion == "weighted":
+            outputs["modality_weights"] = weights
+        return logits, outputs
 
 
 # -- pretrained backbones --------------------------------------------------------------------------------------------
