@@ -409,3 +409,10 @@ def test_torch_compile_traces_without_graph_breaks(checkpoint, variant):
     explanation = torch._dynamo.explain(model)(**make_inputs(model))
     assert explanation.graph_break_count == 0, [reason.reason for reason in explanation.break_reasons]
     assert explanation.graph_count == 1
+
+
+def test_factory_without_checkpoint_builds_random_encoders():
+    torch.manual_seed(0)
+    model = create_multimodal_vit_model(mode="combined", fusion_strategy="late", model_name=None, **TINY_VIT)
+    assert isinstance(model, LateFusionViT) and model.config.hidden_size == 32
+    assert not torch.equal(model.rgb_vit.embeddings.cls_token, model.thermal_vit.embeddings.cls_token)

@@ -3,7 +3,9 @@ native to the HuggingFace stack."""
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
+from .callbacks import ProgressiveUnfreezingCallback
 from .configuration_vit_fer import FER_LABELS, EarlyFusionViTConfig, LateFusionViTConfig, ViTFERConfig
+from .evaluation import build_compute_metrics, load_fer_metric
 from .factory import create_multimodal_vit_model
 from .modeling_vit_fer import (
     EarlyFusionViT,
@@ -13,6 +15,7 @@ from .modeling_vit_fer import (
     ViTForFER,
     load_pretrained_backbone,
 )
+from .optimization import get_optimizer_and_scheduler, get_parameter_groups, parameter_units
 
 
 def _register() -> None:
@@ -38,9 +41,15 @@ __all__ = [
     "FERClassifierOutput",
     "LateFusionViT",
     "LateFusionViTConfig",
+    "ProgressiveUnfreezingCallback",
     "ViTFERConfig",
     "ViTFERPreTrainedModel",
     "ViTForFER",
+    "build_compute_metrics",
     "create_multimodal_vit_model",
+    "get_optimizer_and_scheduler",
+    "get_parameter_groups",
+    "load_fer_metric",
     "load_pretrained_backbone",
+    "parameter_units",
 ]

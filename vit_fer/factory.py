@@ -24,7 +24,7 @@ def create_multimodal_vit_model(
     fusion_strategy: str = "early",
     fusion_type: str | None = None,
     fusion_layer: str | None = None,
-    model_name: str | PathLike = DEFAULT_BACKBONE,
+    model_name: str | PathLike | None = DEFAULT_BACKBONE,
     num_classes: int = 7,
     freeze_backbone: bool = False,
     dropout_rate: float = 0.1,
@@ -39,7 +39,8 @@ def create_multimodal_vit_model(
         fusion_type: early fusion: `"concat"` (default) or `"add"`; late feature fusion: `"concat"` (default),
             `"add"` or `"attention"`.
         fusion_layer: late fusion: `"feature"` (default) or `"prediction"`.
-        model_name: a Hub id or a local folder holding a `ViTModel` or `ViTForImageClassification` checkpoint.
+        model_name: a Hub id or a local folder holding a `ViTModel` or `ViTForImageClassification` checkpoint, or
+            `None` for randomly initialised encoders shaped by `config_overrides` (training from scratch).
         num_classes: number of expression classes (the 7 FER labels by default).
         freeze_backbone: freeze the encoder(s) for classifier-only fine-tuning.
         dropout_rate: dropout before the head's hidden layer.
@@ -68,16 +69,12 @@ def create_multimodal_vit_model(
     else:
         raise ValueError(f"`fusion_strategy` must be one of {FUSION_STRATEGIES}, got {fusion_strategy!r}.")
 
-    config = backbone_config(
-        config_class,
-        model_name,
-        num_labels=num_classes,
-        freeze_backbone=freeze_backbone,
-        classifier_dropout=dropout_rate,
-        **config_overrides,
-    )
-    model = model_class(config)
-    load_pretrained_backbone(model, model_name)
+    config_overrides.update(num_labels=num_classes, freeze_backbone=freeze_backbone, classifier_dropout=dropout_rate)
+    if model_name is None:
+        model = model_class(config_class(**config_overrides))
+    else:
+        model = model_class(backbone_config(config_class, model_name, **config_overrides))
+        load_pretrained_backbone(model, model_name)
     if use_gradient_checkpointing:
         model.activation_checkpointing_enable()
     return model
