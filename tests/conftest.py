@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny ViT checkpoint, a tiny synthetic RGB + thermal dataset, saved tiny FER models.
+
+Fixtures (stable names, used across the test suite):
+- `tiny_vit_dir`: folder of a tiny randomly initialised `ViTModel` checkpoint (`tiny_models.TINY_VIT`, 32 px).
+- `synthetic_dataset_dir`: a 42-pair synthetic benchmark at 32 px with 6 subjects (folder layout + manifest.csv).
+- `tiny_image_processor`: a `ViTFERImageProcessor` at the tiny models' 32 px.
+- `saved_fer_model`: `saved_fer_model(variant)` saves a tiny model of `tiny_models.VARIANTS[variant]` with its
+  image processor and returns the folder (one folder per variant for the session).
+"""
+
+import os
+import tempfile
+
+
+# Remote code loaded by the tests is copied into HF_MODULES_CACHE, which transformers reads once at import: keep it
+# out of the user's cache. No test reaches the Hub.
+os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="vit-fer-test-modules-"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from tiny_models import TINY_VIT, VARIANTS, write_tiny_vit  # noqa: E402
+
+from vit_fer.factory import create_multimodal_vit_model  # noqa: E402
+from vit_fer.image_processing_vit_fer import ViTFERImageProcessor  # noqa: E402
+from vit_fer.synthetic import synthesize_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_dir(tmp_path_factory):
+    return write_tiny_vit(tmp_path_factory.mktemp("tiny-vit"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset_dir(tmp_path_factory):
+    return synthesize_dataset(
+        tmp_path_factory.mktemp("synthetic") / "data",
+        num_samples=42,
+        seed=0,
+        image_size=32,
+        num_subjects=6,
+        progress=False,
+    )
+
+
+@pytest.fixture
+def tiny_image_processor():
+    return ViTFERImageProcessor(size=TINY_VIT["image_size"])
+
+
+@pytest.fixture(scope="session")
+def saved_fer_model(tiny_vit_dir, tmp_path_factory):
+    folders = {}
+
+    def save(variant: str):
+        if variant not in folders:
+            torch.manual_seed(0)
+            model = create_multimodal_vit_model(model_name=tiny_vit_dir, **VARIANTS[variant])
+            folder = tmp_path_factory.mktemp(f"model-{variant}")
+            model.save_pretrained(folder)
+            ViTFERImageProcessor(size=TINY_VIT["image_size"]).save_pretrained(folder)
+            folders[variant] = folder
+        return folders[variant]
+
+    return save

@@ -1,0 +1,155 @@
+"""The `vit-fer` command line (synthesize, predict, the command registry) and the prediction pipeline."""
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from vit_fer.cli import COMMANDS, Command, main, register_command
+from vit_fer.configuration_vit_fer import FER_LABELS
+from vit_fer.inference import load_fer_pipeline
+from vit_fer.thermal import load_rgb_file, load_thermal_file
+
+
+def first_pair(folder: Path, label: str = "happy") -> tuple[Path, Path]:
+    rgb = sorted((folder / "rgb" / label).iterdir())[0]
+    return rgb, folder / "thermal" / label / f"{rgb.stem}.png"
+
+
+def reference_prediction(model_dir: Path, rgb: Path | None, thermal: Path | None):
+    """What the saved model says, computed by hand from the Auto classes."""
+    model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
+    features = processor(
+        images=load_rgb_file(rgb) if rgb else None, thermal_images=load_thermal_file(thermal) if thermal else None
+    )
+    if rgb and thermal:
+        inputs = dict(features)
+    else:
+        inputs = {"pixel_values": features["pixel_values" if rgb else "thermal_pixel_values"]}
+    with torch.no_grad():
+        outputs = model(**inputs)
+    return outputs.logits[0].softmax(-1), outputs.modality_weights
+
+
+def test_synthesize_writes_the_benchmark(tmp_path, capsys):
+    arguments = ["synthesize", "--num_samples", "9", "--seed", "3", "--image_size", "20"]
+    assert main([*arguments, "--output_dir", str(tmp_path / "a")]) == 0
+    assert "Wrote 9 RGB + thermal pairs" in capsys.readouterr().out
+    main([*arguments, "--output_dir", str(tmp_path / "b")])
+    with open(tmp_path / "a" / "manifest.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 9
+    for row in rows:
+        for column in ("rgb", "thermal"):
+            assert (tmp_path / "a" / row[column]).read_bytes() == (tmp_path / "b" / row[column]).read_bytes()
+
+
+def test_predict_json_matches_the_model(saved_fer_model, synthetic_dataset_dir, capsys):
+    model_dir = saved_fer_model("late-attention")
+    rgb, thermal = first_pair(synthetic_dataset_dir)
+    main(
+        ["predict", "--model", str(model_dir), "--rgb", str(rgb), "--thermal", str(thermal), "--top_k", "3", "--json"]
+    )
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["inputs"] == {"rgb": str(rgb), "thermal": str(thermal)}
+
+    probabilities, weights = reference_prediction(model_dir, rgb, thermal)
+    scores, indices = probabilities.topk(3)
+    assert [p["label"] for p in result["predictions"]] == [FER_LABELS[i] for i in indices]
+    torch.testing.assert_close(torch.tensor([p["score"] for p in result["predictions"]]), scores)
+    torch.testing.assert_close(torch.tensor(list(result["modality_weights"].values())), weights[0])
+    assert list(result["modality_weights"]) == ["rgb", "thermal"]
+
+
+def test_predict_text_output(saved_fer_model, synthetic_dataset_dir, capsys):
+    rgb, thermal = first_pair(synthetic_dataset_dir, "sad")
+    main(["predict", "--model", str(saved_fer_model("late-attention")), "--rgb", str(rgb), "--thermal", str(thermal)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == f"rgb: {rgb} + thermal: {thermal}"
+    assert len(lines) == 1 + 3 + 1  # header, top 3 (default), modality weights
+    assert all(line.split()[0] in FER_LABELS for line in lines[1:4])
+    assert lines[4].startswith("  modality weights: rgb ")
+
+
+def test_predict_reports_unpaired_files(saved_fer_model, tmp_path, capsys):
+    (tmp_path / "rgb").mkdir()
+    (tmp_path / "thermal").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "rgb" / "alone.jpg")
+    assert main(["predict", "--model", str(saved_fer_model("late-attention")), "--input_dir", str(tmp_path)]) == 1
+    assert "alone.jpg has no thermal image" in capsys.readouterr().err
+
+
+def test_predict_a_folder_of_pairs(saved_fer_model, synthetic_dataset_dir, capsys):
+    main(
+        [
+            "predict",
+            "--model",
+            str(saved_fer_model("late-attention")),
+            "--input_dir",
+            str(synthetic_dataset_dir),
+            "--json",
+            "--top_k",
+            "1",
+        ]
+    )
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == 42
+    for result in results:
+        assert Path(result["inputs"]["rgb"]).stem == Path(result["inputs"]["thermal"]).stem
+        assert len(result["predictions"]) == 1
+
+
+def test_predict_with_a_thermal_only_model(saved_fer_model, synthetic_dataset_dir, capsys):
+    model_dir = saved_fer_model("thermal")
+    _, thermal = first_pair(synthetic_dataset_dir)
+    main(["predict", "--model", str(model_dir), "--thermal", str(thermal), "--json", "--top_k", "7"])
+    (result,) = json.loads(capsys.readouterr().out)
+    probabilities, _ = reference_prediction(model_dir, None, thermal)
+    scores = {p["label"]: p["score"] for p in result["predictions"]}
+    torch.testing.assert_close(torch.tensor([scores[label] for label in FER_LABELS]), probabilities)
+    assert "modality_weights" not in result
+
+    rgb, _ = first_pair(synthetic_dataset_dir)
+    assert main(["predict", "--model", str(model_dir), "--rgb", str(rgb)]) == 1
+    assert "vit-fer predict: error: This ViTForFER reads ['thermal']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [[], ["--rgb", "a.jpg", "--input_dir", "."]])
+def test_predict_needs_either_images_or_a_folder(saved_fer_model, extra):
+    with pytest.raises(SystemExit, match="--input_dir"):
+        main(["predict", "--model", str(saved_fer_model("late-attention")), *extra])
+
+
+def test_pipeline_takes_batches_and_bare_images(saved_fer_model, synthetic_dataset_dir):
+    pairs = [first_pair(synthetic_dataset_dir, label) for label in ("angry", "fear")]
+    classifier = load_fer_pipeline(saved_fer_model("late-attention"))
+    results = classifier([{"rgb": str(rgb), "thermal": str(thermal)} for rgb, thermal in pairs], top_k=2)
+    assert len(results) == 2 and all(len(result["predictions"]) == 2 for result in results)
+    thermal_classifier = load_fer_pipeline(saved_fer_model("thermal"))
+    bare = thermal_classifier(load_thermal_file(pairs[0][1]), top_k=1)
+    keyed = thermal_classifier({"thermal": str(pairs[0][1])}, top_k=1)
+    assert bare == keyed
+
+
+def test_command_registry_is_extensible(capsys):
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--name", required=True)
+
+    def run(args: argparse.Namespace) -> int:
+        print(f"hello {args.name}")
+        return 0
+
+    register_command(Command("hello", "Say hello.", add_arguments, run))
+    try:
+        assert main(["hello", "--name", "thermal"]) == 0
+        assert capsys.readouterr().out == "hello thermal\n"
+        with pytest.raises(ValueError, match="already registered"):
+            register_command(Command("hello", "Again.", add_arguments, run))
+    finally:
+        COMMANDS.pop("hello")

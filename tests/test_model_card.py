@@ -1,0 +1,339 @@
+"""Model cards: built from a training output folder (a real tiny model, its processor, the run's JSON files and
+plots), parsed back with `ModelCard.load`, and the card's own usage snippet run where vit_fer cannot be imported.
+Publishing is tested on the paths a machine without the Hub takes: offline, not logged in, Hub unreachable."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from PIL import Image
+from transformers import AutoModelForImageClassification
+from tiny_models import VARIANTS
+
+from vit_fer.cli import build_parser
+from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
+from vit_fer.model_card import (
+    LAYOUT_TEMPLATE,
+    TEMPLATE_DIR,
+    build_model_card,
+    card_context,
+    count_parameters,
+    repository_files,
+    write_model_card,
+)
+
+
+BASE_CHECKPOINT = "google/vit-base-patch16-224-in21k"
+SUBPROCESS_ENV = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "HF_TOKEN")}
+
+
+def write_run_folder(
+    folder: Path, saved_model: Path, variant: str, seed: int = 0, base_checkpoint: str | None = BASE_CHECKPOINT
+) -> dict:
+    """What train.py leaves in its output folder, at toy size: the saved model (`saved_fer_model`), its processor,
+    metrics, run config, plots. Returns all_results.json's content (random metrics, so that each value is distinct)."""
+    shutil.copytree(saved_model, folder)
+    # A processor unlike the default, so that the card visibly reads the saved one.
+    processor = ViTFERImageProcessor(size=32, thermal_temperature_range=(25.0, 38.5), thermal_image_mean=0.4)
+    processor.save_pretrained(folder)
+    id2label = json.loads((folder / "config.json").read_text())["id2label"]
+    labels = [id2label[str(index)] for index in range(len(id2label))]
+
+    rng = np.random.default_rng(seed)
+    results = {"epoch": 3.0, "train_runtime": 95.5, "train_loss": 1.21}
+    for prefix in ("eval", "test"):
+        for key in ("accuracy", "macro_f1", "uar", "loss", *(f"recall_{label}" for label in labels)):
+            results[f"{prefix}_{key}"] = float(rng.uniform(0.05, 0.95))
+        results[f"{prefix}_runtime"] = 1.5
+    (folder / "all_results.json").write_text(json.dumps(results))
+    (folder / "eval_results.json").write_text(json.dumps({k: v for k, v in results.items() if k.startswith("eval_")}))
+    (folder / "test_results.json").write_text(json.dumps({k: v for k, v in results.items() if k.startswith("test_")}))
+    mode = VARIANTS[variant]["mode"]
+    run_config = {
+        "model": {"model_name_or_path": base_checkpoint, "mode": mode, **VARIANTS[variant]},
+        "data": {"dataset_dir": "data/synthetic", "dataset_name": None, "image_size": 32},
+        "training": {
+            "strategy": "progressive",
+            "head_only_epochs": 1,
+            "layers_per_stage": 2,
+            "epochs_per_stage": 1,
+            "learning_rate": 1e-3,
+            "backbone_lr_multiplier": 0.1,
+            "lr_scheduler_type": "cosine",
+            "warmup_steps": 0.1,
+            "num_train_epochs": 3,
+            "per_device_train_batch_size": 8,
+            "seed": 42,
+            "bf16": False,
+            "load_best_model_at_end": True,
+            "metric_for_best_model": "macro_f1",
+        },
+        "hardware": "1 process(es), 2 CPU threads (x86_64), torch 2.13.0+cpu",
+        "dataset_name": "synthetic RGB-thermal FER (vit-fer synthesize)",
+        "vit_fer_version": "0.1.0",
+    }
+    (folder / "run_config.json").write_text(json.dumps(run_config))
+    for name in ("confusion_matrix.png", "learning_curves.png"):
+        figure, axes = plt.subplots(figsize=(1, 1))
+        axes.plot([0, 1], [1, 0])
+        figure.savefig(folder / name)
+        plt.close(figure)
+    return results
+
+
+def _edit_json(path: Path, edit) -> None:
+    content = json.loads(path.read_text())
+    edit(content)
+    path.write_text(json.dumps(content))
+
+
+@pytest.fixture(scope="module")
+def late_fusion_run(tmp_path_factory, saved_fer_model) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("late") / "late-attention-run"
+    return folder, write_run_folder(folder, saved_fer_model("late-attention"), "late-attention")
+
+
+@pytest.mark.parametrize("variant", ["rgb", "thermal", "early-concat", "late-attention", "late-prediction-weighted"])
+def test_card_metadata_and_model_index_match_the_run(variant, saved_fer_model, tmp_path):
+    folder = tmp_path / f"{variant}-run"
+    results = write_run_folder(folder, saved_fer_model(variant), variant)
+    path = write_model_card(folder, repo_id="someone/vit-fer-test")
+    assert path == folder / "README.md"
+
+    card = ModelCard.load(path)
+    data = card.data
+    assert data.library_name == "transformers"
+    assert data.pipeline_tag == "image-classification"
+    assert data.license == "apache-2.0"
+    assert data.base_model == BASE_CHECKPOINT
+    assert {"vit", "facial-expression-recognition"} <= set(data.tags)
+    reads_thermal = variant != "rgb"
+    assert ("thermal" in data.tags) == reads_thermal
+    if VARIANTS[variant]["mode"] == "combined":
+        assert VARIANTS[variant]["fusion_strategy"] + "-fusion" in data.tags
+    assert data.model_name == "vit-fer-test"
+
+    # Every (split, metric) of the model-index carries the value of all_results.json.
+    reported = {(result.dataset_split, result.metric_type): result.metric_value for result in data.eval_results}
+    expected = {}
+    for prefix, split in (("eval", "validation"), ("test", "test")):
+        expected[(split, "accuracy")] = results[f"{prefix}_accuracy"]
+        expected[(split, "f1")] = results[f"{prefix}_macro_f1"]
+        expected[(split, "recall")] = results[f"{prefix}_uar"]
+    assert reported == expected
+    assert {result.task_type for result in data.eval_results} == {"image-classification"}
+    assert {result.dataset_name for result in data.eval_results} == {"synthetic RGB-thermal FER (vit-fer synthesize)"}
+
+    text = card.text
+    config = json.loads((folder / "config.json").read_text())
+    for index, label in config["id2label"].items():
+        assert f"| {label} | {results[f'eval_recall_{label}']:.4f} | {results[f'test_recall_{label}']:.4f} |" in text
+    assert f"| UAR | {results['eval_uar']:.4f} | {results['test_uar']:.4f} |" in text
+    assert "![Confusion matrix](confusion_matrix.png)" in text
+    assert "![Learning curves](learning_curves.png)" in text
+    assert f"{count_parameters(folder):,}" in text
+    assert 'from_pretrained("someone/vit-fer-test", trust_remote_code=True)' in text
+    # The thermal input description comes from the saved processor's configuration.
+    assert ("25.0 °C → 0" in text and "38.5 °C → 1" in text) == reads_thermal
+    assert ("pipeline(" in text) == (variant == "rgb")
+    assert "Article 5(1)(f)" in text
+    assert "{{" not in text and "{%" not in text
+
+
+@pytest.mark.parametrize("variant", ["thermal", "early-add", "late-prediction-weighted"])
+def test_templates_render_the_same_through_model_card_from_template(variant, saved_fer_model, tmp_path):
+    folder = tmp_path / f"{variant}-run"
+    write_run_folder(folder, saved_fer_model(variant), variant, base_checkpoint=None)
+    card_data, context = card_context(folder)
+    from_template = ModelCard.from_template(card_data, template_path=str(TEMPLATE_DIR / LAYOUT_TEMPLATE), **context)
+    assert from_template.content == build_model_card(folder).content
+    # No blank line inside a table, whatever the branches taken.
+    assert not re.search(r"\|\n\n\|", from_template.text)
+
+
+def test_parameter_count_is_the_models(late_fusion_run):
+    model = AutoModelForImageClassification.from_pretrained(late_fusion_run[0])
+    assert count_parameters(late_fusion_run[0]) == model.num_parameters()
+
+
+def test_metadata_names_hub_repositories_only(saved_fer_model, tiny_vit_dir, tmp_path):
+    local = tmp_path / "local-run"
+    write_run_folder(local, saved_fer_model("rgb"), "rgb", base_checkpoint=str(tiny_vit_dir))
+    card = build_model_card(local)
+    assert card.data.base_model is None and card.data.datasets is None
+    assert {result.dataset_type for result in card.data.eval_results} == {"imagefolder"}
+    assert f"`{tiny_vit_dir}`" in card.text
+    assert card.data.model_name == "local-run"  # the folder's name without a repo id
+
+    _edit_json(local / "run_config.json", lambda c: c["data"].update(dataset_name="someone/thermal-faces"))
+    card = build_model_card(local)
+    assert card.data.datasets == ["someone/thermal-faces"]
+    assert {result.dataset_type for result in card.data.eval_results} == {"someone/thermal-faces"}
+
+    _edit_json(local / "run_config.json", lambda c: c["data"].update(dataset_name=str(tiny_vit_dir)))
+    assert build_model_card(local).data.datasets is None
+
+    scratch = tmp_path / "scratch-run"
+    write_run_folder(scratch, saved_fer_model("rgb"), "rgb", base_checkpoint=None)
+    card = build_model_card(scratch)
+    assert card.data.base_model is None
+    assert "trained from randomly initialised encoders" in card.text
+
+
+@pytest.mark.parametrize(
+    "file, edit, message",
+    [
+        ("all_results.json", lambda r: r.pop("test_recall_fear"), "test_recall_fear"),
+        ("all_results.json", lambda r: r.update(eval_uar=float("nan")), "eval_uar"),
+        ("all_results.json", lambda r: r.update(eval_accuracy="0.5"), "eval_accuracy"),
+        (
+            "all_results.json",
+            lambda r: [r.pop(key) for key in list(r) if key.startswith(("eval_", "test_"))],
+            "no evaluation metrics",
+        ),
+        ("run_config.json", lambda c: c["training"].update(strategy="lora"), "strategy"),
+        ("run_config.json", lambda c: c.pop("hardware"), "hardware"),
+        ("config.json", lambda c: c.update(architectures=["ViTForImageClassification"]), "architectures"),
+    ],
+)
+def test_inconsistent_run_files_raise_naming_the_key(file, edit, message, late_fusion_run, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(late_fusion_run[0], folder)
+    _edit_json(folder / file, edit)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_model_card(folder)
+
+
+def test_missing_results_file_raises(late_fusion_run, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(late_fusion_run[0], folder)
+    (folder / "all_results.json").unlink()
+    with pytest.raises(FileNotFoundError, match="all_results.json"):
+        write_model_card(folder)
+    assert not (folder / "README.md").exists()
+
+
+def test_card_command_writes_the_card(late_fusion_run, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(late_fusion_run[0], folder)
+    parser = build_parser()
+    args = parser.parse_args(["card", str(folder), "--license", "cc-by-nc-4.0"])
+    assert args.run(args) == 0
+    assert ModelCard.load(folder / "README.md").data.license == "cc-by-nc-4.0"
+
+    args = parser.parse_args(["card", str(tmp_path / "absent")])
+    with pytest.raises(SystemExit, match="config.json"):
+        args.run(args)
+
+
+def test_repository_files_are_the_complete_repository(late_fusion_run, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(late_fusion_run[0], folder)
+    write_model_card(folder)
+    # Training leftovers that must not reach the Hub.
+    torch.save({"pickled": True}, folder / "training_args.bin")
+    (folder / "checkpoint-10").mkdir()
+    (folder / "checkpoint-10" / "config.json").write_text("{}")
+
+    files = repository_files(folder)
+    assert {
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "configuration_vit_fer.py",
+        "modeling_vit_fer.py",
+        "preprocessor_config.json",
+        "image_processing_vit_fer.py",
+        "all_results.json",
+        "run_config.json",
+        "confusion_matrix.png",
+        "learning_curves.png",
+    } <= set(files)
+    assert "training_args.bin" not in files and not any("/" in name for name in files)
+
+    (folder / "image_processing_vit_fer.py").unlink()
+    with pytest.raises(FileNotFoundError, match="image_processing_vit_fer.py"):
+        repository_files(folder)
+
+
+PUBLISH = textwrap.dedent(
+    """
+    import sys
+    from vit_fer.cli import build_parser
+    args = build_parser().parse_args(["publish", sys.argv[1], "someone/vit-fer-test"])
+    sys.exit(args.run(args))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "environment, message",
+    [
+        ({"HF_HUB_OFFLINE": "1", "HF_TOKEN": "hf_placeholder"}, "offline mode is on"),
+        ({"HF_HUB_OFFLINE": "0"}, "not logged in"),
+        (
+            {"HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_placeholder", "HF_ENDPOINT": "http://127.0.0.1:9"},
+            "http://127.0.0.1:9 is unreachable",
+        ),
+    ],
+    ids=["offline", "no-token", "unreachable"],
+)
+def test_publish_fails_clearly_without_the_hub(environment, message, late_fusion_run, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(late_fusion_run[0], folder)
+    completed = subprocess.run(
+        [sys.executable, "-c", PUBLISH, str(folder)],
+        capture_output=True,
+        text=True,
+        # An empty HF_HOME: no stored token, whatever this machine has.
+        env={**SUBPROCESS_ENV, "HF_HOME": str(tmp_path / "hf-home"), **environment},
+        timeout=300,
+    )
+    assert completed.returncode == 1
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("vit-fer publish: Cannot publish") and message in last_line, completed.stderr[-2000:]
+    # The card was refreshed for the repository before the Hub was needed.
+    assert 'from_pretrained("someone/vit-fer-test"' in (folder / "README.md").read_text()
+
+
+def test_card_usage_snippet_runs_without_vit_fer(saved_fer_model, tmp_path):
+    """The card's "How to use" code, run verbatim on a copy of the folder in a process where vit_fer cannot be
+    imported: the card's promise to a Hub user."""
+    folder = tmp_path / "pair-run"
+    write_run_folder(folder, saved_fer_model("early-concat"), "early-concat")
+    card = build_model_card(folder)  # no repo id: the snippet reads path/to/<folder name>
+    snippet = re.search(r"## How to use.*?```python\n(.*?)```", card.text, re.DOTALL).group(1)
+
+    workdir = tmp_path / "user"
+    shutil.copytree(folder, workdir / "path" / "to" / folder.name)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(workdir / "face.jpg")
+    # 16-bit radiometric counts around 34 °C in centi-kelvin.
+    Image.fromarray(rng.integers(30700, 30800, (48, 48), dtype=np.uint16)).save(workdir / "face_thermal.png")
+
+    program = 'import sys\nsys.modules["vit_fer"] = None\n' + snippet
+    completed = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env={**SUBPROCESS_ENV, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    labels = json.loads((folder / "config.json").read_text())["id2label"].values()
+    assert completed.stdout.strip().splitlines()[-1] in labels

@@ -1,0 +1,163 @@
+"""The `vit-fer` command line: a registry of subcommands.
+
+A subcommand is a [`Command`]: its name, a one-line help, a function adding its arguments to an
+`argparse.ArgumentParser`, and a function running it on the parsed arguments (returning the exit status).
+`register_command` adds one; `main` parses and dispatches.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .model_card import (
+    CARD_HELP,
+    PUBLISH_HELP,
+    add_card_arguments,
+    add_publish_arguments,
+    run_card_command,
+    run_publish_command,
+)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A `vit-fer` subcommand."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def register_command(command: Command) -> Command:
+    """Adds `command` to the `vit-fer` command line; names are unique."""
+    if command.name in COMMANDS:
+        raise ValueError(f"A `vit-fer {command.name}` command is already registered.")
+    COMMANDS[command.name] = command
+    return command
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output_dir", required=True, type=Path, help="Folder to write (empty or absent).")
+    parser.add_argument("--num_samples", type=_positive_int, default=2000, help="Number of RGB + thermal pairs.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed: the same seed writes the same files.")
+    parser.add_argument("--image_size", type=_positive_int, default=224, help="Side of the square images (px).")
+    parser.add_argument("--num_subjects", type=_positive_int, help="Distinct people (default: one per 50 samples).")
+
+
+def _run_synthesize(args: argparse.Namespace) -> int:
+    # Commands import their modules when run, so `vit-fer --help` does not wait for torch and transformers.
+    from .synthetic import synthesize_dataset
+
+    output_dir = synthesize_dataset(
+        args.output_dir,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        image_size=args.image_size,
+        num_subjects=args.num_subjects,
+    )
+    print(f"Wrote {args.num_samples} RGB + thermal pairs to {output_dir}")
+    return 0
+
+
+def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="Saved model folder or Hub id (with its image processor).")
+    parser.add_argument("--rgb", type=Path, help="RGB image of one face.")
+    parser.add_argument("--thermal", type=Path, help="Thermal image of the same face (image file or .npy in °C).")
+    parser.add_argument("--input_dir", type=Path, help="Folder with rgb/ and/or thermal/ images paired by name.")
+    parser.add_argument("--top_k", type=_positive_int, default=3, help="Number of emotions to report.")
+    parser.add_argument("--json", action="store_true", help="Print JSON instead of text.")
+    parser.add_argument("--device", help="Device to run on, e.g. cpu or cuda:0 (default: the pipeline's choice).")
+
+
+def _format_text(item: dict) -> str:
+    lines = [" + ".join(f"{modality}: {path}" for modality, path in item["inputs"].items())]
+    lines += [f"  {p['label']:<10} {p['score']:.3f}" for p in item["predictions"]]
+    if "modality_weights" in item:
+        weights = ", ".join(f"{modality} {weight:.3f}" for modality, weight in item["modality_weights"].items())
+        lines.append(f"  modality weights: {weights}")
+    return "\n".join(lines)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from .inference import find_image_pairs, load_fer_pipeline
+    from .transforms import input_names_for_config
+
+    single = {modality: path for modality, path in (("rgb", args.rgb), ("thermal", args.thermal)) if path is not None}
+    if bool(single) == (args.input_dir is not None):
+        raise SystemExit("vit-fer predict: give --rgb and/or --thermal, or --input_dir (not both).")
+    classifier = load_fer_pipeline(args.model, device=args.device)
+    if single:
+        pairs = [single]
+    else:
+        pairs = find_image_pairs(args.input_dir, list(input_names_for_config(classifier.model.config)))
+    results = []
+    for pair in pairs:
+        output = classifier({modality: str(path) for modality, path in pair.items()}, top_k=args.top_k)
+        results.append({"inputs": {modality: str(path) for modality, path in pair.items()}, **output})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print("\n".join(_format_text(item) for item in results))
+    return 0
+
+
+register_command(
+    Command(
+        "synthesize",
+        "Write the synthetic RGB + thermal FER benchmark (folder layout + manifest.csv).",
+        _add_synthesize_arguments,
+        _run_synthesize,
+    )
+)
+register_command(
+    Command(
+        "predict",
+        "Predict emotions for one RGB/thermal pair or a folder of pairs.",
+        _add_predict_arguments,
+        _run_predict,
+    )
+)
+register_command(Command("card", CARD_HELP, add_card_arguments, run_card_command))
+register_command(Command("publish", PUBLISH_HELP, add_publish_arguments, run_publish_command))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `vit-fer` parser, with one subparser per registered command."""
+    parser = argparse.ArgumentParser(prog="vit-fer", description="Facial expression recognition from RGB + thermal.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS.values():
+        subparser = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(subparser)
+        subparser.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `vit-fer` console script."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as error:
+        # Bad input (files, arguments, data): the message says what and where; a traceback would bury it.
+        print(f"vit-fer {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

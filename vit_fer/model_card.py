@@ -1,0 +1,593 @@
+# Copyright 2026 The vit-fer authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Model cards and Hub repositories of trained vit-fer models.
+
+A training output folder holds everything a Hub repository needs: weights, `config.json` with `auto_map`, the
+model and processor code, `preprocessor_config.json`, the run's `run_config.json` and `all_results.json`, and the
+plots. [`write_model_card`] turns those files into `README.md` — the YAML metadata (with a `model-index` of the
+evaluation results) and the text, from the Jinja templates of `model_cards/`. [`publish`] uploads the folder.
+"""
+
+import argparse
+import contextlib
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import jinja2
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+from huggingface_hub.utils import validate_repo_id
+from safetensors import safe_open
+from transformers.image_utils import PILImageResampling
+
+
+# Installed wheels carry the templates as `vit_fer/model_cards` (pyproject maps the top-level folder there); a
+# source checkout has them at the repository's top.
+_PACKAGE_DIR = Path(__file__).resolve().parent
+TEMPLATE_DIR = next(
+    (folder for folder in (_PACKAGE_DIR / "model_cards", _PACKAGE_DIR.parent / "model_cards") if folder.is_dir()),
+    _PACKAGE_DIR / "model_cards",
+)
+LAYOUT_TEMPLATE = "model_card.md.jinja"
+ARCHITECTURE_TEMPLATES = {
+    "ViTForFER": "vit_for_fer.md.jinja",
+    "EarlyFusionViT": "early_fusion_vit.md.jinja",
+    "LateFusionViT": "late_fusion_vit.md.jinja",
+}
+
+CARD_NAME = "README.md"
+RESULTS_NAME = "all_results.json"
+RUN_CONFIG_NAME = "run_config.json"
+PLOTS = ("confusion_matrix.png", "learning_curves.png")
+
+# `all_results.json` prefixes (the Trainer's `metric_key_prefix`) and the dataset split each one scored.
+SPLITS = {"eval": "validation", "test": "test"}
+# (key in all_results.json, name in the card, model-index metric type, metric args)
+METRICS = (
+    ("accuracy", "accuracy", "accuracy", None),
+    ("macro_f1", "macro-F1", "f1", {"average": "macro"}),
+    ("uar", "UAR", "recall", {"average": "macro"}),
+)
+LOCAL_DATASET_TYPE = "imagefolder"
+"""model-index dataset type of data read from local folders (the `datasets` builder of image folders)."""
+
+STRATEGY_DESCRIPTIONS = {
+    "classifier_only": "encoders frozen, only the head (and fusion modules) trained",
+    "full": "encoders and head trained together",
+    "progressive": "the head first, then the encoders unfrozen",
+}
+# (key of run_config["training"], row name): shown when present; every argument is in run_config.json.
+TRAINING_ROWS = (
+    ("num_train_epochs", "epochs"),
+    ("per_device_train_batch_size", "batch size per device"),
+    ("gradient_accumulation_steps", "gradient accumulation steps"),
+    ("lr_scheduler_type", "learning-rate schedule"),
+    ("warmup_steps", "warmup steps (a fraction below 1 is of the total)"),
+    ("weight_decay", "weight decay"),
+    ("layer_lr_decay", "layer-wise learning-rate decay of the encoders"),
+    ("label_smoothing_factor", "label smoothing"),
+    ("seed", "seed"),
+)
+PROGRESSIVE_ROWS = (
+    ("head_only_epochs", "epochs training the head only"),
+    ("layers_per_stage", "encoder layers released per stage (unset: all at once)"),
+    ("epochs_per_stage", "epochs per stage"),
+)
+# Publishing uploads the model repository's files, never training leftovers: `training_args.bin` (a pickle),
+# `checkpoint-*` folders, TensorBoard `runs/`.
+REPOSITORY_SUFFIXES = (".safetensors", ".json", ".py", ".png", ".md")
+
+
+class PublishError(RuntimeError):
+    """Publishing to the Hub failed for a reason the user must fix: offline, not logged in, no access."""
+
+
+def _read_json(folder: Path, name: str) -> dict[str, Any]:
+    path = folder / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: a vit-fer output folder holds {name} (written by train.py).")
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}.") from error
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(content).__name__}.")
+    return content
+
+
+def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
+    if key not in mapping:
+        raise ValueError(f"{where} has no `{key}`; got keys {sorted(mapping)}.")
+    return mapping[key]
+
+
+def _metric(results: dict[str, Any], key: str) -> float:
+    value = _require(results, key, RESULTS_NAME)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"`{key}` in {RESULTS_NAME} must be a finite number, got {value!r}.")
+    return value
+
+
+def count_parameters(folder: Path) -> int:
+    """Number of parameters stored in the folder's safetensors weights (one file or shards), read from the headers."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no *.safetensors weights.")
+    total = 0
+    for file in files:
+        with safe_open(file, framework="pt") as weights:
+            total += sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
+    return total
+
+
+def _labels(config: dict[str, Any]) -> list[str]:
+    id2label = _require(config, "id2label", "config.json")
+    if sorted(int(index) for index in id2label) != list(range(len(id2label))):
+        raise ValueError(f"config.json `id2label` keys must be 0 .. {len(id2label) - 1}, got {sorted(id2label)}.")
+    return [id2label[str(index)] for index in range(len(id2label))]
+
+
+def _architecture(config: dict[str, Any]) -> str:
+    architectures = _require(config, "architectures", "config.json")
+    if len(architectures) != 1 or architectures[0] not in ARCHITECTURE_TEMPLATES:
+        raise ValueError(
+            f"config.json `architectures` must name one of {sorted(ARCHITECTURE_TEMPLATES)}, got {architectures!r}."
+        )
+    return architectures[0]
+
+
+def _modality(architecture: str, config: dict[str, Any]) -> str:
+    return config["modality"] if architecture == "ViTForFER" else "combined"
+
+
+def _hub_id(name: str) -> str | None:
+    """`name` if it is a Hub repository id (not a local folder), else None: metadata may only name Hub repos."""
+    if Path(name).exists():
+        return None
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None
+    return name
+
+
+def _evaluation(results: dict[str, Any], labels: list[str]) -> list[dict[str, Any]]:
+    """The evaluated splits of `all_results.json`, each with its metrics and per-class recalls."""
+    splits = []
+    for prefix, split in SPLITS.items():
+        if not any(key.startswith(f"{prefix}_") for key in results):
+            continue
+        splits.append(
+            {
+                "title": split,
+                "metrics": {key: _metric(results, f"{prefix}_{key}") for key, *_ in METRICS},
+                "loss": _metric(results, f"{prefix}_loss") if f"{prefix}_loss" in results else None,
+                "recalls": {label: _metric(results, f"{prefix}_recall_{label}") for label in labels},
+            }
+        )
+    if not splits:
+        raise ValueError(
+            f"{RESULTS_NAME} holds no evaluation metrics (keys starting with {[f'{p}_' for p in SPLITS]}); evaluate "
+            f"the model before writing its card. Got keys {sorted(results)}."
+        )
+    return splits
+
+
+def _card_data(
+    config: dict[str, Any],
+    run_config: dict[str, Any],
+    splits: list[dict[str, Any]],
+    model_name: str,
+    license: str,
+) -> ModelCardData:
+    """The card's YAML metadata: Hub filters (task, library, tags, base model, datasets) and the `model-index`."""
+    architecture = _architecture(config)
+    modality = _modality(architecture, config)
+    tags = ["vit", "vit-fer", "facial-expression-recognition", "emotion-recognition"]
+    if modality in ("thermal", "combined"):
+        tags.append("thermal")
+    if modality == "combined":
+        tags += ["multimodal", "rgb-thermal", "early-fusion" if architecture == "EarlyFusionViT" else "late-fusion"]
+    data_args = _require(run_config, "data", RUN_CONFIG_NAME)
+    hub_dataset = _hub_id(data_args["dataset_name"]) if data_args.get("dataset_name") else None
+    dataset_name = _require(run_config, "dataset_name", RUN_CONFIG_NAME)
+    eval_results = [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Facial expression recognition",
+            dataset_type=hub_dataset or LOCAL_DATASET_TYPE,
+            dataset_name=dataset_name,
+            dataset_split=split["title"],
+            metric_type=metric_type,
+            metric_name=f"{name} ({split['title']})",
+            metric_args=metric_args,
+            metric_value=split["metrics"][key],
+        )
+        for split in splits
+        for key, name, metric_type, metric_args in METRICS
+    ]
+    model_args = _require(run_config, "model", RUN_CONFIG_NAME)
+    base_checkpoint = _require(model_args, "model_name_or_path", "run_config model")
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        license=license,
+        tags=tags,
+        base_model=None if base_checkpoint is None else _hub_id(str(base_checkpoint)),
+        datasets=[hub_dataset] if hub_dataset else None,
+        metrics=sorted({metric_type for _, _, metric_type, _ in METRICS}),
+        model_name=model_name,
+        eval_results=eval_results,
+    )
+
+
+def _training_rows(run_config: dict[str, Any], results: dict[str, Any]) -> list[tuple[str, str]]:
+    model_args = _require(run_config, "model", RUN_CONFIG_NAME)
+    training = _require(run_config, "training", RUN_CONFIG_NAME)
+    base_checkpoint = _require(model_args, "model_name_or_path", "run_config model")
+    strategy = _require(training, "strategy", "run_config training")
+    if strategy not in STRATEGY_DESCRIPTIONS:
+        raise ValueError(
+            f"run_config training `strategy` must be one of {sorted(STRATEGY_DESCRIPTIONS)}, got {strategy!r}."
+        )
+    learning_rate = _require(training, "learning_rate", "run_config training")
+    rows = [
+        (
+            "base checkpoint",
+            "none: encoders randomly initialised (trained from scratch)"
+            if base_checkpoint is None
+            else f"`{base_checkpoint}`",
+        ),
+        ("fine-tuning strategy", f"`{strategy}`: {STRATEGY_DESCRIPTIONS[strategy]}"),
+        ("learning rate (head and fusion modules)", f"{learning_rate:g}"),
+    ]
+    if "backbone_lr_multiplier" in training and strategy != "classifier_only":
+        multiplier = training["backbone_lr_multiplier"]
+        rows.append(("learning rate (encoders)", f"{learning_rate * multiplier:g} ({multiplier:g} × head)"))
+    shown = TRAINING_ROWS + (PROGRESSIVE_ROWS if strategy == "progressive" else ())
+    rows += [(name, f"`{training[key]}`") for key, name in shown if key in training]
+    precision = "bf16 mixed" if training.get("bf16") else "fp16 mixed" if training.get("fp16") else "fp32"
+    rows.append(("precision", precision))
+    if training.get("load_best_model_at_end"):
+        rows.append(("weights", f"the best checkpoint by validation `{training.get('metric_for_best_model')}`"))
+    rows.append(("hardware", str(_require(run_config, "hardware", RUN_CONFIG_NAME))))
+    if "train_runtime" in results:
+        rows.append(("training time", f"{_metric(results, 'train_runtime') / 60:.1f} min"))
+    if "train_loss" in results:
+        rows.append(("mean training loss", f"{_metric(results, 'train_loss'):.4f}"))
+    rows.append(("vit-fer version", str(_require(run_config, "vit_fer_version", RUN_CONFIG_NAME))))
+    return rows
+
+
+def _usage_inputs(modality: str) -> str:
+    rgb = 'rgb = Image.open("face.jpg")'
+    thermal = (
+        '# A 16-bit radiometric PNG (counts), a float array in °C, or an 8-bit thermal image; see "Inputs".\n'
+        'thermal = Image.open("face_thermal.png")'
+    )
+    if modality == "rgb":
+        return f"{rgb}\ninputs = processor(images=rgb)"
+    if modality == "thermal":
+        return f"{thermal}\ninputs = processor(thermal_images=thermal)"
+    return f"{rgb}\n{thermal}\ninputs = processor(images=rgb, thermal_images=thermal)"
+
+
+def _environment() -> jinja2.Environment:
+    if not (TEMPLATE_DIR / LAYOUT_TEMPLATE).is_file():
+        raise FileNotFoundError(f"Model card templates not found in {TEMPLATE_DIR}; reinstall vit-fer.")
+    # `ModelCard.from_template`'s whitespace settings (jinja2's defaults), with StrictUndefined: a template variable
+    # the builder does not provide is an error, not an empty string in a card.
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined)
+
+
+def card_context(
+    output_dir: str | Path, repo_id: str | None = None, license: str = "apache-2.0"
+) -> tuple[ModelCardData, dict[str, Any]]:
+    """
+    The metadata and the template variables of a trained checkpoint folder's card (see [`build_model_card`]):
+    `ModelCard.from_template(card_data, template_path=TEMPLATE_DIR / LAYOUT_TEMPLATE, **context)` renders it.
+    The arguments are those of [`build_model_card`].
+
+    Returns:
+        `(card_data, context)`: the card's [`~huggingface_hub.ModelCardData`] and the layout's other variables.
+    """
+    folder = Path(output_dir)
+    config = _read_json(folder, "config.json")
+    processor = _read_json(folder, "preprocessor_config.json")
+    run_config = _read_json(folder, RUN_CONFIG_NAME)
+    results = _read_json(folder, RESULTS_NAME)
+
+    architecture = _architecture(config)
+    modality = _modality(architecture, config)
+    labels = _labels(config)
+    splits = _evaluation(results, labels)
+    model_name = repo_id.split("/")[-1] if repo_id else folder.resolve().name
+    card_data = _card_data(config, run_config, splits, model_name, license)
+
+    model_args = run_config["model"]
+    late_feature_concat = config.get("fusion_layer") == "feature" and config.get("fusion_type") == "concat"
+    context = {
+        "model_name": model_name,
+        "model_id": repo_id or f"path/to/{model_name}",
+        "architecture": architecture,
+        "config": config,
+        "processor": processor,
+        "resample_name": PILImageResampling(processor["resample"]).name.lower(),
+        "labels": labels,
+        "modality": modality,
+        "modality_phrase": {
+            "rgb": "an RGB image",
+            "thermal": "a thermal (long-wave infrared) image",
+            "combined": "a registered pair of RGB and thermal images",
+        }[modality],
+        "reads_rgb": modality in ("rgb", "combined"),
+        "reads_thermal": modality in ("thermal", "combined"),
+        "num_parameters": count_parameters(folder),
+        "num_encoders": 2 if architecture == "LateFusionViT" and not config["share_encoder"] else 1,
+        "num_classifier_heads": 2 if config.get("fusion_layer") == "prediction" else 1,
+        "head_input_size": config["hidden_size"] * (2 if late_feature_concat else 1),
+        "base_checkpoint": model_args["model_name_or_path"],
+        "dataset_name": run_config["dataset_name"],
+        "vit_fer_version": run_config["vit_fer_version"],
+        "training_rows": _training_rows(run_config, results),
+        "usage_inputs": _usage_inputs(modality),
+        # The image-classification pipeline feeds its images to the processor as `images`, i.e. RGB.
+        "has_pipeline": modality == "rgb",
+        "metric_rows": [(name, key) for key, name, *_ in METRICS] + [("loss", "loss")],
+        "splits": [
+            {
+                "title": split["title"],
+                "scores": {
+                    **{key: f"{value:.4f}" for key, value in split["metrics"].items()},
+                    "loss": "–" if split["loss"] is None else f"{split['loss']:.4f}",
+                },
+                "recalls": {label: f"{value:.4f}" for label, value in split["recalls"].items()},
+            }
+            for split in splits
+        ],
+        "has_confusion_matrix": (folder / PLOTS[0]).is_file(),
+        "has_learning_curves": (folder / PLOTS[1]).is_file(),
+    }
+    context["architecture_section"] = _environment().get_template(ARCHITECTURE_TEMPLATES[architecture]).render(context)
+    return card_data, context
+
+
+def build_model_card(output_dir: str | Path, repo_id: str | None = None, license: str = "apache-2.0") -> ModelCard:
+    """
+    Builds the model card of a trained checkpoint folder from its files.
+
+    Args:
+        output_dir (`str` or `Path`):
+            The training output folder: `config.json`, `*.safetensors`, `preprocessor_config.json`,
+            `run_config.json`, `all_results.json` and, when present, the plots `confusion_matrix.png` and
+            `learning_curves.png`.
+        repo_id (`str`, *optional*):
+            The Hub repository the card will live in: it names the model in the `model-index` and in the usage
+            snippet. Defaults to the folder's name.
+        license (`str`, *optional*, defaults to `"apache-2.0"`):
+            The model's license (a Hub license id), e.g. to match the license of the training data.
+
+    Returns:
+        [`~huggingface_hub.ModelCard`] with the metadata and text; `str(card)` is the README.md content.
+    """
+    card_data, context = card_context(output_dir, repo_id=repo_id, license=license)
+    # The variables `ModelCard.from_template` passes: the YAML metadata as `card_data`, and its fields.
+    content = _environment().get_template(LAYOUT_TEMPLATE).render(
+        card_data=card_data.to_yaml(), **{**card_data.to_dict(), **context}
+    )
+    return ModelCard(content)
+
+
+def write_model_card(output_dir: str | Path, repo_id: str | None = None, license: str = "apache-2.0") -> Path:
+    """Writes the model card of [`build_model_card`] to `output_dir/README.md` and returns its path."""
+    path = Path(output_dir) / CARD_NAME
+    build_model_card(output_dir, repo_id=repo_id, license=license).save(path)
+    return path
+
+
+def repository_files(output_dir: str | Path) -> list[str]:
+    """
+    The files of `output_dir` that make up the model repository, after checking that it is complete: weights,
+    `config.json` with an `auto_map` whose code files are present, `preprocessor_config.json`, and the card.
+    """
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder.")
+    config = _read_json(folder, "config.json")
+    processor = _read_json(folder, "preprocessor_config.json")
+    auto_map = {**_require(config, "auto_map", "config.json"), **processor.get("auto_map", {})}
+    required = {CARD_NAME, "config.json", "preprocessor_config.json"}
+    required |= {f"{reference.split('.')[0]}.py" for reference in auto_map.values()}
+    files = sorted(path.name for path in folder.iterdir() if path.is_file() and path.suffix in REPOSITORY_SUFFIXES)
+    missing = sorted(required - set(files))
+    if not any(name.endswith(".safetensors") for name in files):
+        missing.append("model.safetensors")
+    if missing:
+        raise FileNotFoundError(
+            f"{folder} is not a complete model repository: missing {missing}. Train with train.py (which saves the "
+            "model, the processor and the card), or run `vit-fer card` for a missing README.md."
+        )
+    return files
+
+
+@contextlib.contextmanager
+def _hub_errors(repo_id: str, endpoint: str) -> Iterator[None]:
+    """Turns the Hub's connection and HTTP errors into [`PublishError`]s that say what to do."""
+    try:
+        yield
+    except (httpx2.TransportError, OfflineModeIsEnabled) as error:
+        raise PublishError(
+            f"Cannot publish: the Hub at {endpoint} is unreachable ({error}). Check the network connection "
+            "(and HF_ENDPOINT), then run again."
+        ) from error
+    except HfHubHTTPError as error:
+        status = error.response.status_code
+        if status == 401:
+            advice = "the token was rejected; run `hf auth login --force` or set HF_TOKEN to a valid token"
+        elif status == 403:
+            advice = f"the token has no write access to {repo_id}; use a write token or a namespace you can write to"
+        else:
+            advice = "see the message from the Hub"
+        raise PublishError(f"Cannot publish to {repo_id}: {advice} (HTTP {status}: {error}).") from error
+
+
+def create_hub_repo(repo_id: str, private: bool | None = None, token: str | None = None) -> str:
+    """
+    Checks that this machine can publish (online, logged in, with write access) and creates the Hub model repository
+    `repo_id` if it does not exist. train.py calls it before training, so that a run meant for the Hub fails at once
+    rather than after hours.
+
+    Args:
+        repo_id (`str`):
+            `"name"` (in your namespace) or `"namespace/name"`.
+        private (`bool`, *optional*):
+            Whether a newly created repository is private (default: your account's default).
+        token (`str`, *optional*):
+            A Hub token with write access; defaults to `HF_TOKEN` or the token of `hf auth login`.
+
+    Returns:
+        The repository's full id, `"namespace/name"`.
+
+    Raises:
+        [`PublishError`]: offline mode, no token, a rejected token, no write access, or the Hub unreachable — with
+        what to do about it.
+    """
+    if constants.is_offline_mode():
+        raise PublishError(
+            "Cannot publish: Hugging Face Hub offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set). "
+            "Unset it and run again on a machine that can reach the Hub."
+        )
+    if (token or get_token()) is None:
+        raise PublishError(
+            "Cannot publish: not logged in to the Hugging Face Hub. Run `hf auth login` or set HF_TOKEN to a token "
+            "with write access (https://huggingface.co/settings/tokens)."
+        )
+    api = HfApi(token=token)
+    with _hub_errors(repo_id, api.endpoint):
+        return api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+
+
+def publish(
+    output_dir: str | Path,
+    repo_id: str,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload vit-fer model",
+    refresh_card: bool = True,
+    license: str = "apache-2.0",
+) -> str:
+    """
+    Uploads a trained checkpoint folder to a Hub model repository, creating the repository if needed.
+
+    Args:
+        output_dir (`str` or `Path`):
+            The folder: model, processor, card, plots, run files (see [`repository_files`] for what is uploaded).
+        repo_id, private, token:
+            As in [`create_hub_repo`].
+        commit_message (`str`, *optional*):
+            The message of the upload commit.
+        refresh_card (`bool`, *optional*, defaults to `True`):
+            Whether to rewrite README.md first, so that the card names the repository it is published to. `False`
+            uploads the folder's README.md as it is (e.g. after editing it by hand).
+        license (`str`, *optional*, defaults to `"apache-2.0"`):
+            License written in a refreshed card.
+
+    Returns:
+        The URL of the upload commit.
+
+    Raises:
+        [`PublishError`] as [`create_hub_repo`]; `FileNotFoundError` when the folder is not a complete repository.
+    """
+    folder = Path(output_dir)
+    if refresh_card:
+        write_model_card(folder, repo_id=repo_id, license=license)
+    files = repository_files(folder)
+    full_repo_id = create_hub_repo(repo_id, private=private, token=token)
+    if refresh_card and full_repo_id != repo_id:
+        # A bare name gained the user's namespace, which the card's usage snippet needs.
+        write_model_card(folder, repo_id=full_repo_id, license=license)
+    api = HfApi(token=token)
+    with _hub_errors(full_repo_id, api.endpoint):
+        commit = api.upload_folder(
+            repo_id=full_repo_id, folder_path=folder, allow_patterns=files, commit_message=commit_message
+        )
+    return commit.commit_url
+
+
+def add_card_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `vit-fer card`."""
+    parser.add_argument("output_dir", type=Path, help="The training output folder.")
+    parser.add_argument("--repo_id", help="The Hub repository the card is for (usage snippet, model-index name).")
+    parser.add_argument("--license", default="apache-2.0", help="Hub license id of the model (default: apache-2.0).")
+
+
+def run_card_command(args: argparse.Namespace) -> int:
+    """`vit-fer card`: writes OUTPUT_DIR/README.md."""
+    try:
+        path = write_model_card(args.output_dir, repo_id=args.repo_id, license=args.license)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"vit-fer card: {error}") from error
+    print(f"Wrote {path}")
+    return 0
+
+
+def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `vit-fer publish`."""
+    parser.add_argument("output_dir", type=Path, help="The training output folder.")
+    parser.add_argument("repo_id", help="`name` (in your namespace) or `namespace/name`.")
+    parser.add_argument("--private", action="store_true", default=None, help="Create the repository private.")
+    parser.add_argument("--commit_message", default="Upload vit-fer model", help="Message of the upload commit.")
+    parser.add_argument("--keep_card", action="store_true", help="Upload README.md as it is, without refreshing it.")
+    parser.add_argument("--license", default="apache-2.0", help="Hub license id written in the refreshed card.")
+
+
+def run_publish_command(args: argparse.Namespace) -> int:
+    """`vit-fer publish`: uploads OUTPUT_DIR to the Hub repository REPO_ID."""
+    try:
+        url = publish(
+            args.output_dir,
+            args.repo_id,
+            private=args.private,
+            commit_message=args.commit_message,
+            refresh_card=not args.keep_card,
+            license=args.license,
+        )
+    except (PublishError, FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"vit-fer publish: {error}") from error
+    print(f"Published {args.output_dir} to {url}")
+    return 0
+
+
+CARD_HELP = "(Re)generate README.md, the model card, of a trained checkpoint folder."
+PUBLISH_HELP = "Upload a trained checkpoint folder (model, processor, card, plots) to the Hugging Face Hub."
+
+
+__all__ = [
+    "PublishError",
+    "add_card_arguments",
+    "add_publish_arguments",
+    "build_model_card",
+    "card_context",
+    "count_parameters",
+    "create_hub_repo",
+    "publish",
+    "run_card_command",
+    "run_publish_command",
+    "repository_files",
+    "write_model_card",
+]
