@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PYTHON) examples/quickstart.py
+	$(PYTHON) train.py
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest tests

@@ -225,6 +225,10 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
     # -- saving --------------------------------------------------------------------------------------------------
 
     def save_pretrained(self, save_directory: str | PathLike, *args, **kwargs) -> None:
+        # Weights in the current layout: transformers' default renames ViT's tensors back to their legacy names on
+        # save, which `from_pretrained` undoes but the `Trainer` does not when it reloads the best checkpoint or
+        # resumes (a raw `load_state_dict`) — every encoder weight would silently stay as it was.
+        kwargs.setdefault("save_original_format", False)
         # `register_for_auto_class` records one auto class per model; Hub users load through both of these.
         if self._auto_class is not None:
             name = f"{type(self).__module__.rsplit('.', 1)[-1]}.{type(self).__name__}"

@@ -1,0 +1,197 @@
+"""train.py end to end: each fine-tuning strategy on a tiny model and tiny synthetic data, its output folder, resume
+after SIGKILL, bad arguments, and multi-process runs."""
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("train", ROOT / "train.py")
+train = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(train)
+
+TINY = [
+    "--image_size", "32", "--patch_size", "8", "--hidden_size", "32", "--num_hidden_layers", "2",
+    "--num_attention_heads", "4", "--intermediate_size", "64",
+    "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
+    "--learning_rate", "1e-3", "--logging_steps", "2", "--disable_tqdm", "true", "--seed", "7",
+]  # fmt: skip
+
+
+def arguments(data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [*TINY, "--dataset_dir", str(data_dir), "--output_dir", str(output_dir), *extra]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from vit_fer import synthesize_dataset
+
+    folder = tmp_path_factory.mktemp("data") / "fer"
+    return synthesize_dataset(folder, num_samples=70, image_size=32, seed=3, num_subjects=7, progress=False)
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        ["--strategy", "full", "--mode", "rgb"],
+        ["--strategy", "classifier_only", "--mode", "thermal"],
+        ["--strategy", "classifier_only", "--cache_features", "--mode", "combined", "--fusion_strategy", "early"],
+        ["--strategy", "progressive", "--head_only_epochs", "1", "--layers_per_stage", "1", "--mode", "combined",
+         "--fusion_strategy", "late", "--fusion_type", "attention", "--modality_dropout", "0.2"],
+    ],
+    ids=["full-rgb", "classifier-only-thermal", "cached-early", "progressive-late"],
+)  # fmt: skip
+def test_train_writes_a_complete_evaluated_model_folder(data_dir, tmp_path, strategy):
+    output_dir = tmp_path / "run"
+    metrics = train.main(arguments(data_dir, output_dir, "--num_train_epochs", "3", *strategy))
+
+    for key in ("eval_accuracy", "eval_macro_f1", "eval_uar", "test_accuracy", "test_macro_f1", "test_uar"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    saved = json.loads((output_dir / "all_results.json").read_text())
+    assert saved["test_uar"] == pytest.approx(metrics["test_uar"])
+    assert "eval_recall_fear" in saved and "test_recall_surprised" in saved
+    for name in (
+        "model.safetensors", "config.json", "modeling_vit_fer.py", "configuration_vit_fer.py",
+        "preprocessor_config.json", "image_processing_vit_fer.py", "eval_results.json", "test_results.json",
+        "confusion_matrix.png", "learning_curves.png", "README.md", "run_config.json",
+    ):  # fmt: skip
+        assert (output_dir / name).is_file(), name
+    config = json.loads((output_dir / "config.json").read_text())
+    assert set(config["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForImageClassification"}
+
+    # The folder holds the best checkpoint on validation, in weights that load back exactly.
+    state = json.loads(next(output_dir.glob("checkpoint-*/trainer_state.json")).read_text())
+    best = load_file(Path(state["best_model_checkpoint"]) / "model.safetensors")
+    final = load_file(output_dir / "model.safetensors")
+    assert best.keys() == final.keys()
+    assert all(torch.equal(best[key], final[key]) for key in best)
+
+
+def test_classifier_only_leaves_the_backbone_untouched(data_dir, tmp_path):
+    train.main(arguments(data_dir, tmp_path / "a", "--num_train_epochs", "1", "--strategy", "classifier_only",
+                         "--seed", "11"))  # fmt: skip
+    train.main(arguments(data_dir, tmp_path / "b", "--num_train_epochs", "2", "--strategy", "classifier_only",
+                         "--seed", "11"))  # fmt: skip
+    first, second = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    backbone = [key for key in first if key.startswith("vit.")]
+    head = [key for key in first if key.startswith("classifier.")]
+    assert backbone and all(torch.equal(first[key], second[key]) for key in backbone)
+    assert not all(torch.equal(first[key], second[key]) for key in head)
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(data_dir, tmp_path):
+    command = [
+        sys.executable, str(ROOT / "train.py"),
+        *arguments(data_dir, tmp_path / "interrupted", "--num_train_epochs", "12", "--mode", "combined",
+                   "--fusion_strategy", "late", "--save_total_limit", "3"),
+    ]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "interrupted").glob("checkpoint-*/trainer_state.json")):
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint written in time"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (tmp_path / "interrupted" / "all_results.json").exists(), "the run ended before it was killed"
+
+    resumed = subprocess.run([*command, "--resume_from_checkpoint", "true"], cwd=tmp_path, env=environment,
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    uninterrupted_dir = tmp_path / "uninterrupted"
+    command[command.index(str(tmp_path / "interrupted"))] = str(uninterrupted_dir)
+    straight = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    expected = json.loads((uninterrupted_dir / "all_results.json").read_text())
+    actual = json.loads((tmp_path / "interrupted" / "all_results.json").read_text())
+    for key in ("eval_loss", "eval_macro_f1", "test_loss", "test_accuracy", "test_uar"):
+        assert actual[key] == pytest.approx(expected[key], abs=1e-6), key
+
+
+def test_an_earlier_run_is_not_overwritten(data_dir, tmp_path):
+    output_dir = tmp_path / "run"
+    train.main(arguments(data_dir, output_dir, "--num_train_epochs", "1"))
+    with pytest.raises(ValueError, match="holds checkpoints of an earlier run"):
+        train.main(arguments(data_dir, output_dir, "--num_train_epochs", "1"))
+    train.main(arguments(data_dir, output_dir, "--num_train_epochs", "1", "--overwrite_output_dir"))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--mode", "depth"], "`mode` must be one of"),
+        (["--strategy", "linear_probe"], "`strategy` must be one of"),
+        (["--mode", "rgb", "--fusion_type", "concat"], "apply to mode='combined' only"),
+        (["--mode", "rgb", "--modality_dropout", "0.2"], "late only"),
+        (["--strategy", "full", "--cache_features"], "`cache_features` needs a frozen backbone"),
+        (["--metric_for_best_model", "test_accuracy"], "validation metrics"),
+    ],
+)
+def test_bad_arguments_stop_before_training(data_dir, tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        train.main(arguments(data_dir, tmp_path / "run", *extra))
+    assert not (tmp_path / "run" / "checkpoint-1").exists()
+
+
+def test_dataset_with_labels_the_model_does_not_know(data_dir, tmp_path):
+    rows = (data_dir / "manifest.csv").read_text().splitlines()
+    header, first = rows[0], rows[1].split(",")
+    first[2] = "contempt"  # the label column
+    manifest = tmp_path / "manifest.csv"
+    rebased = [",".join(str(data_dir / value) if index < 2 else value for index, value in enumerate(row.split(",")))
+               for row in [",".join(first), *rows[2:]]]  # fmt: skip
+    manifest.write_text("\n".join([header, *rebased]))
+    with pytest.raises(ValueError, match="contempt"):
+        train.main(arguments(manifest, tmp_path / "run"))
+
+
+def test_arguments_from_a_yaml_file(data_dir, tmp_path):
+    config = tmp_path / "args.yaml"
+    config.write_text(
+        "\n".join(f"{key}: {value}" for key, value in {
+            "dataset_dir": data_dir, "output_dir": tmp_path / "run", "image_size": 32, "patch_size": 8,
+            "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+            "num_train_epochs": 1, "mode": "thermal", "strategy": "classifier_only",
+        }.items())  # fmt: skip
+    )
+    model_args, data_args, training_args = train.parse_arguments([str(config)])
+    assert (model_args.mode, training_args.strategy, data_args.image_size) == ("thermal", "classifier_only", 32)
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_with_progressive_unfreezing_stay_in_sync(data_dir, tmp_path, launcher):
+    """Under DDP a parameter frozen when the model is wrapped is never synchronised: train.py must end with identical
+    weights on both ranks (it checks them itself and fails otherwise)."""
+    script_arguments = arguments(
+        data_dir, tmp_path / "run", "--num_train_epochs", "3", "--strategy", "progressive", "--head_only_epochs", "1",
+        "--layers_per_stage", "1", "--mode", "combined", "--fusion_strategy", "late", "--modality_dropout", "0.3",
+        "--use_cpu", "--ddp_backend", "gloo",
+    )  # fmt: skip
+    if launcher == "torchrun":
+        prefix = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561"]
+    else:
+        # accelerate's multi-process launcher is its `--multi_gpu` one; `--use_cpu` keeps train.py on the CPU.
+        prefix = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                  "--main_process_port", "29562"]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run([*prefix, str(ROOT / "train.py"), *script_arguments], cwd=tmp_path, env=environment,
+                               capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    run_config = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert run_config["hardware"].startswith("2 process")
+    assert json.loads((tmp_path / "run" / "all_results.json").read_text())["test_accuracy"] >= 0

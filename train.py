@@ -1,0 +1,405 @@
+#!/usr/bin/env python
+"""Fine-tunes a vit-fer model — RGB, thermal, or RGB + thermal fusion — with the HF `Trainer`, evaluates it on the
+test split, and writes a complete, shareable model folder.
+
+    python train.py                                   # the offline demo on the built-in synthetic data
+    python train.py --model_name_or_path google/vit-base-patch16-224-in21k --dataset_dir DATA \\
+        --mode combined --fusion_strategy late --fusion_type attention --strategy progressive
+    python train.py args.yaml                         # the same arguments from a YAML or JSON file
+    torchrun --nproc_per_node 2 train.py ...          # or `accelerate launch`: several processes
+
+See `python train.py --help` for every argument.
+"""
+
+import json
+import logging
+import platform
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
+from transformers.image_processing_utils import ImageProcessingMixin
+
+from vit_fer import (
+    FER_LABELS,
+    ProgressiveUnfreezingCallback,
+    build_compute_metrics,
+    create_multimodal_vit_model,
+    load_fer_dataset,
+    load_fer_metric,
+)
+from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
+from vit_fer.model_card import create_hub_repo, publish, write_model_card
+from vit_fer.plots import plot_confusion_matrix, plot_learning_curves
+from vit_fer.synthetic import synthesize_dataset
+from vit_fer.trainer import (
+    FERTrainer,
+    FERTrainingArguments,
+    cache_encoder_features,
+    check_replicas_in_sync,
+    last_complete_checkpoint,
+)
+from vit_fer.transforms import FERDataCollator, FERTransform, input_names_for_config, with_fer_transforms
+
+
+logger = logging.getLogger("train")
+
+# `python train.py` with no arguments: a small fusion model trained from scratch on the synthetic benchmark, in a
+# few minutes on 2 CPU cores (the Hub's pretrained weights are not needed offline).
+DEMO_ARGUMENTS = {
+    "mode": "combined",
+    "fusion_strategy": "late",
+    "fusion_type": "concat",
+    "image_size": 48,
+    "patch_size": 8,
+    "hidden_size": 96,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "intermediate_size": 192,
+    "synthetic_num_samples": 1400,
+    "num_train_epochs": 8,
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "learning_rate": 1e-3,
+    "backbone_lr_multiplier": 1.0,
+    "logging_steps": 10,
+    "output_dir": "outputs/demo",
+    "overwrite_output_dir": True,
+}
+
+
+@dataclass
+class ModelArguments:
+    """Which model to build and from which checkpoint."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "ViT checkpoint whose weights the encoders start from: a Hub id such as "
+            "google/vit-base-patch16-224-in21k, or a folder with a ViTModel / ViTForImageClassification checkpoint. "
+            "Unset: encoders are randomly initialised with the sizes below (training from scratch, as the demo does)."
+        },
+    )
+    mode: str = field(default="rgb", metadata={"help": "'rgb', 'thermal' (one modality) or 'combined' (fusion)."})
+    fusion_strategy: str = field(default="early", metadata={"help": "Combined mode: 'early' or 'late' fusion."})
+    fusion_type: str | None = field(
+        default=None,
+        metadata={"help": "Early: 'concat' or 'add'. Late feature fusion: 'concat', 'add' or 'attention'."},
+    )
+    fusion_layer: str | None = field(default=None, metadata={"help": "Late fusion: 'feature' or 'prediction'."})
+    prediction_fusion: str | None = field(
+        default=None, metadata={"help": "Late prediction fusion: 'mean' or 'weighted' (learned modality weights)."}
+    )
+    modality_dropout: float | None = field(
+        default=None, metadata={"help": "Late fusion: probability of dropping one modality of a training sample."}
+    )
+    classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the head's hidden layer."})
+    hidden_size: int = field(default=768, metadata={"help": "From scratch only: encoder width."})
+    num_hidden_layers: int = field(default=12, metadata={"help": "From scratch only: encoder depth."})
+    num_attention_heads: int = field(default=12, metadata={"help": "From scratch only: attention heads."})
+    intermediate_size: int = field(default=3072, metadata={"help": "From scratch only: MLP width."})
+    patch_size: int = field(default=16, metadata={"help": "From scratch only: patch size."})
+    activation_checkpointing_every_n_layers: int = field(
+        default=1,
+        metadata={"help": "With --activation_checkpointing: checkpoint every n-th encoder layer (memory/speed)."},
+    )
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from and how it is split and shown to the model."""
+
+    dataset_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "A folder (rgb/<label>/ + thermal/<label>/, a manifest.csv/jsonl, or the RGB/ + Thermal/ KTFE "
+            "layout) or a manifest file. Unset: the synthetic RGB-thermal benchmark (generated on first use)."
+        },
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A `datasets` dataset (name or path) with image columns, instead."}
+    )
+    rgb_column: str = field(default="rgb", metadata={"help": "RGB image column of a manifest or dataset."})
+    thermal_column: str = field(default="thermal", metadata={"help": "Thermal image column."})
+    label_column: str = field(default="label", metadata={"help": "Label column."})
+    subject_column: str = field(default="subject", metadata={"help": "Subject id column (subject-wise splits)."})
+    image_size: int = field(default=224, metadata={"help": "Side of the square model input in pixels."})
+    validation_size: float = field(default=0.1, metadata={"help": "Validation fraction when the data has none."})
+    test_size: float = field(default=0.1, metadata={"help": "Test fraction when the data has none."})
+    skip_bad_samples: bool = field(
+        default=False, metadata={"help": "Skip unreadable / unpaired / unlabelled samples (counted) instead of failing."}
+    )
+    synthetic_dir: str = field(default="data", metadata={"help": "Where the synthetic benchmark is generated."})
+    synthetic_num_samples: int = field(default=2000, metadata={"help": "Pairs in the synthetic benchmark."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic benchmark."})
+    thermal_temperature_range: tuple[float, float] = field(
+        default=(20.0, 40.0), metadata={"help": "Temperatures (°C) mapped to the thermal input's [0, 1] range."}
+    )
+
+
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FERTrainingArguments]:
+    parser = HfArgumentParser((ModelArguments, DataArguments, FERTrainingArguments), description=__doc__)
+    if not argv:
+        print("No arguments: running the offline demo, i.e. python train.py " + " ".join(
+            f"--{key} {value}" for key, value in DEMO_ARGUMENTS.items()
+        ))
+        return parser.parse_dict({**DEMO_ARGUMENTS})
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(argv[0])
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(argv[0])
+    return parser.parse_args_into_dataclasses(argv)
+
+
+def build_model(model_args: ModelArguments, data_args: DataArguments, training_args: FERTrainingArguments):
+    """The model of `--mode` / `--fusion_*`, its encoders from `--model_name_or_path` or randomly initialised."""
+    combined = model_args.mode == "combined"
+    overrides = {
+        key: value
+        for key, value in {
+            "prediction_fusion": model_args.prediction_fusion,
+            "modality_dropout": model_args.modality_dropout,
+        }.items()
+        if value is not None
+    }
+    if overrides and not (combined and model_args.fusion_strategy == "late"):
+        raise ValueError(f"{sorted(overrides)} apply to --mode combined --fusion_strategy late only.")
+    if model_args.model_name_or_path is None:
+        overrides.update(
+            hidden_size=model_args.hidden_size,
+            num_hidden_layers=model_args.num_hidden_layers,
+            num_attention_heads=model_args.num_attention_heads,
+            intermediate_size=model_args.intermediate_size,
+            patch_size=model_args.patch_size,
+        )
+    model = create_multimodal_vit_model(
+        mode=model_args.mode,
+        fusion_strategy=model_args.fusion_strategy if combined else "early",
+        fusion_type=model_args.fusion_type,
+        fusion_layer=model_args.fusion_layer,
+        model_name=model_args.model_name_or_path,
+        num_classes=len(FER_LABELS),
+        freeze_backbone=training_args.strategy == "classifier_only",
+        dropout_rate=model_args.classifier_dropout,
+        image_size=data_args.image_size,
+        **overrides,
+    )
+    if training_args.activation_checkpointing:
+        model.activation_checkpointing_enable(every_n_layers=model_args.activation_checkpointing_every_n_layers)
+    return model
+
+
+def build_image_processor(model_args: ModelArguments, data_args: DataArguments) -> ViTFERImageProcessor:
+    """RGB normalised as the backbone checkpoint was trained (its processor config, when it has one; 0.5 / 0.5 as
+    the in21k ViT otherwise), thermal through the configured temperature window."""
+    statistics = {}
+    if model_args.model_name_or_path is not None:
+        try:
+            backbone, _ = ImageProcessingMixin.get_image_processor_dict(model_args.model_name_or_path)
+            statistics = {key: backbone[key] for key in ("image_mean", "image_std") if key in backbone}
+        except OSError:
+            logger.info("%s has no image processor config: RGB is normalised with mean 0.5, std 0.5.",
+                        model_args.model_name_or_path)
+    return ViTFERImageProcessor(
+        size={"height": data_args.image_size, "width": data_args.image_size},
+        thermal_temperature_range=data_args.thermal_temperature_range,
+        **statistics,
+    )
+
+
+def synthetic_benchmark(data_args: DataArguments, training_args: FERTrainingArguments) -> Path:
+    """The synthetic benchmark's folder, generated once per (size, count, seed). Generation goes to a scratch
+    folder renamed when complete, so an interrupted run never leaves half a dataset behind."""
+    folder = Path(data_args.synthetic_dir) / (
+        f"synthetic-fer-{data_args.synthetic_num_samples}-{data_args.image_size}px-seed{data_args.synthetic_seed}"
+    )
+    with training_args.main_process_first(desc="synthetic data generation"):
+        if not folder.exists():
+            scratch = folder.with_name(folder.name + ".partial")
+            shutil.rmtree(scratch, ignore_errors=True)
+            synthesize_dataset(
+                scratch,
+                num_samples=data_args.synthetic_num_samples,
+                seed=data_args.synthetic_seed,
+                image_size=data_args.image_size,
+            )
+            scratch.rename(folder)
+    return folder
+
+
+def load_data(model, data_args: DataArguments, training_args: FERTrainingArguments):
+    """The train / validation / test splits with the modalities the model reads, labels in the model's order."""
+    source = data_args.dataset_name or data_args.dataset_dir or synthetic_benchmark(data_args, training_args)
+    modalities = tuple(input_names_for_config(model.config))
+    with training_args.main_process_first(desc="dataset loading"):
+        dataset = load_fer_dataset(
+            source,
+            layout="dataset" if data_args.dataset_name else "auto",
+            rgb_column=data_args.rgb_column,
+            thermal_column=data_args.thermal_column,
+            label_column=data_args.label_column,
+            subject_column=data_args.subject_column,
+            modalities=modalities,
+            validation_size=data_args.validation_size,
+            test_size=data_args.test_size,
+            seed=training_args.seed,
+            skip_bad_samples=data_args.skip_bad_samples,
+        )
+    missing = [split for split in ("train", "validation") if split not in dataset]
+    if missing:
+        raise ValueError(f"The dataset has no {missing} split; it has {sorted(dataset)}.")
+    names = dataset["train"].features["label"].names
+    unknown = sorted(set(names) - set(model.config.label2id))
+    if unknown:
+        raise ValueError(f"The dataset has labels {unknown} that the model does not know ({sorted(model.config.label2id)}).")
+    if names != [model.config.id2label[index] for index in range(len(model.config.id2label))]:
+        dataset = dataset.align_labels_with_mapping(model.config.label2id, "label")
+    return dataset
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, training_args: FERTrainingArguments) -> dict:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity(logging.WARNING if training_args.should_log else logging.ERROR)
+    set_seed(training_args.seed)
+    output_dir = Path(training_args.output_dir)
+
+    model = build_model(model_args, data_args, training_args)
+    image_processor = build_image_processor(model_args, data_args)
+    dataset = load_data(model, data_args, training_args)
+    collator = FERDataCollator()
+    splits = with_fer_transforms(dataset, image_processor, input_names=input_names_for_config(model.config))
+    if training_args.cache_features:
+        # The frozen encoders see each image once, through the deterministic (evaluation) transform.
+        evaluation = FERTransform(image_processor, input_names=input_names_for_config(model.config))
+        splits = {
+            split: cache_encoder_features(model, part.with_transform(evaluation), collator, training_args.per_device_eval_batch_size)
+            for split, part in dataset.items()
+        }
+
+    # Trainer.push_to_hub (which save_model runs too) would upload its auto-generated card over ours: the run is
+    # published by `publish` at the end instead, to a repository created now so that a missing login fails early.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    repo_id = None
+    if push_to_hub and training_args.should_save:
+        repo_id = create_hub_repo(
+            training_args.hub_model_id or output_dir.name,
+            private=training_args.hub_private_repo,
+            token=training_args.hub_token,
+        )
+
+    callbacks = []
+    if training_args.strategy == "progressive":
+        callbacks.append(
+            ProgressiveUnfreezingCallback(
+                head_only_epochs=training_args.head_only_epochs,
+                layers_per_stage=training_args.layers_per_stage,
+                epochs_per_stage=training_args.epochs_per_stage,
+            )
+        )
+    if training_args.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
+
+    trainer = FERTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=splits["validation"],
+        data_collator=collator,
+        processing_class=image_processor,
+        compute_metrics=build_compute_metrics(model.config.id2label),
+        callbacks=callbacks,
+    )
+    train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    check_replicas_in_sync(trainer.model)
+
+    metrics = {**train_result.metrics}
+    metrics.update(trainer.evaluate(metric_key_prefix="eval"))
+    confusion = None
+    if "test" in splits:
+        prediction = trainer.predict(splits["test"], metric_key_prefix="test")
+        metrics.update(prediction.metrics)
+        confusion = load_fer_metric().compute(
+            predictions=prediction.predictions.argmax(-1),
+            references=prediction.label_ids,
+            num_labels=model.config.num_labels,
+        )["confusion_matrix"]
+
+    trainer.save_model()  # the best checkpoint on validation: weights, config with auto_map, code, processor
+    if trainer.is_world_process_zero():
+        for split in ("train", "eval", "test"):
+            split_metrics = {key: value for key, value in metrics.items() if key.startswith(f"{split}_")}
+            if split_metrics:
+                trainer.save_metrics(split, split_metrics)
+        labels = [model.config.id2label[index] for index in range(model.config.num_labels)]
+        if confusion is not None:
+            plot_confusion_matrix(confusion, labels, output_dir / "confusion_matrix.png", "test split")
+        plot_learning_curves(trainer.state.log_history, output_dir / "learning_curves.png")
+        run_config = {
+            "model": asdict(model_args),
+            "data": asdict(data_args),
+            "training": {**training_args.to_dict(), "push_to_hub": push_to_hub},
+            "hardware": describe_hardware(training_args),
+            "dataset_name": data_args.dataset_name or data_args.dataset_dir or "synthetic RGB-thermal FER (vit-fer synthesize)",
+            "vit_fer_version": "0.1.0",
+        }
+        (output_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
+        write_model_card(output_dir, repo_id=repo_id)
+        print_results(metrics, output_dir)
+        if repo_id is not None:
+            print(f"Published to {publish(output_dir, repo_id, token=training_args.hub_token)}")
+    return metrics
+
+
+def resume_checkpoint(training_args: FERTrainingArguments) -> str | None:
+    """The checkpoint to resume from: `--resume_from_checkpoint PATH`, or the last complete one in `--output_dir`
+    with `--resume_from_checkpoint true`. Checkpoints of an earlier run are never overwritten silently."""
+    output_dir = Path(training_args.output_dir)
+    last = last_complete_checkpoint(output_dir) if output_dir.is_dir() else None
+    requested = training_args.resume_from_checkpoint
+    if requested in ("true", "True"):
+        if last is None:
+            raise ValueError(f"--resume_from_checkpoint true: {output_dir} holds no complete checkpoint to resume from.")
+        return str(last)
+    if requested is not None:
+        return requested
+    if output_dir.is_dir() and any(output_dir.glob("checkpoint-*")):
+        if not training_args.overwrite_output_dir:
+            raise ValueError(
+                f"{output_dir} holds checkpoints of an earlier run. Continue it with --resume_from_checkpoint true, "
+                "start afresh with --overwrite_output_dir (deletes them), or choose another --output_dir."
+            )
+        with training_args.main_process_first(local=False, desc="removing the earlier run"):
+            if training_args.process_index == 0:
+                shutil.rmtree(output_dir)
+    return None
+
+
+def describe_hardware(training_args: FERTrainingArguments) -> str:
+    device = training_args.device
+    if device.type == "cuda":
+        accelerator = torch.cuda.get_device_name(device)
+    else:
+        accelerator = f"{torch.get_num_threads()} CPU threads ({platform.processor() or platform.machine()})"
+    return f"{training_args.world_size} process(es), {accelerator}, torch {torch.__version__}"
+
+
+def print_results(metrics: dict, output_dir: Path) -> None:
+    rows = [(split, metrics.get(f"{prefix}_accuracy"), metrics.get(f"{prefix}_macro_f1"), metrics.get(f"{prefix}_uar"))
+            for split, prefix in (("validation", "eval"), ("test", "test"))]
+    print(f"\n{'split':<12}{'accuracy':>10}{'macro-F1':>10}{'UAR':>10}")
+    for split, *values in rows:
+        if values[0] is not None:
+            print(f"{split:<12}" + "".join(f"{value:>10.3f}" for value in values))
+    print(f"(chance: {1 / len(FER_LABELS):.3f}) — model, card and plots in {output_dir}\n")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return train(*parse_arguments(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    main()

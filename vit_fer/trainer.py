@@ -1,0 +1,182 @@
+"""The `Trainer` side of fine-tuning: the training arguments vit-fer adds, a `Trainer` whose optimizer has the
+backbone / head learning rates, cached encoder features, and a check that distributed replicas stayed in sync."""
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.optim import AdamW
+from transformers import Trainer, TrainingArguments
+
+from .optimization import get_parameter_groups
+
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("classifier_only", "full", "progressive")
+
+
+@dataclass
+class FERTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the fine-tuning strategies of vit-fer and defaults suited to it: evaluation and
+    checkpoints every epoch, the best checkpoint on validation macro-F1, a cosine schedule with 10 % warmup."""
+
+    strategy: str = field(
+        default="full",
+        metadata={
+            "help": "Fine-tuning strategy: 'classifier_only' (frozen backbone), 'full', or 'progressive' (head first, "
+            "then the backbone is unfrozen, all at once or top-down; see --head_only_epochs, --layers_per_stage)."
+        },
+    )
+    head_only_epochs: int = field(
+        default=1, metadata={"help": "Progressive: epochs during which only the head (and fusion modules) train."}
+    )
+    layers_per_stage: int | None = field(
+        default=None,
+        metadata={"help": "Progressive: encoder layers released per stage, top-down; unset releases all at once."},
+    )
+    epochs_per_stage: int = field(default=1, metadata={"help": "Progressive: epochs between two releases."})
+    backbone_lr_multiplier: float = field(
+        default=0.1, metadata={"help": "The encoders' learning rate as a fraction of --learning_rate (the head's)."}
+    )
+    layer_lr_decay: float = field(
+        default=1.0, metadata={"help": "Layer-wise learning-rate decay of the encoders (1.0: none)."}
+    )
+    cache_features: bool = field(
+        default=False,
+        metadata={
+            "help": "Classifier-only: compute the frozen encoders' features once and train the head on them "
+            "(no training augmentation then)."
+        },
+    )
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without improvement of the best metric."}
+    )
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start afresh in an --output_dir holding an earlier run's checkpoints (deletes them)."},
+    )
+
+    output_dir: str | None = field(default="outputs/demo", metadata={"help": "Where the model and results go."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on the validation split."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to write a checkpoint."})
+    logging_strategy: str = field(default="steps", metadata={"help": "When to log the training loss."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best is always kept)."})
+    load_best_model_at_end: bool = field(
+        default=True, metadata={"help": "End with the checkpoint best on validation (never on test)."}
+    )
+    metric_for_best_model: str | None = field(
+        default="macro_f1", metadata={"help": "Validation metric choosing the best checkpoint: macro_f1 or uar."}
+    )
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+    warmup_steps: float = field(
+        default=0.1, metadata={"help": "Warmup optimizer steps; a value below 1 is a fraction of all steps."}
+    )
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay of weight matrices."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep the image columns that the lazy transforms read."}
+    )
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {self.strategy!r}.")
+        if self.cache_features and self.strategy != "classifier_only":
+            raise ValueError(
+                "`cache_features` needs a frozen backbone: use it with strategy='classifier_only', "
+                f"got strategy={self.strategy!r}."
+            )
+        if self.metric_for_best_model not in (None, "macro_f1", "uar", "accuracy", "loss"):
+            raise ValueError(
+                "`metric_for_best_model` must be one of macro_f1, uar, accuracy, loss (validation metrics), "
+                f"got {self.metric_for_best_model!r}."
+            )
+        super().__post_init__()
+
+
+class FERTrainer(Trainer):
+    """A `Trainer` whose AdamW has vit-fer's parameter groups ([`get_parameter_groups`]): the backbone at
+    `learning_rate × backbone_lr_multiplier` (optionally decayed layer-wise), the head and fusion modules at
+    `learning_rate`, no weight decay on biases, norms and ViT's tokens — with frozen parameters included, so that
+    unfreezing later trains them. The schedule is the Trainer's own (`lr_scheduler_type`, cosine with warmup by
+    default), built once the Trainer knows the number of optimizer steps — the same pair
+    [`get_optimizer_and_scheduler`] gives a hand-written loop."""
+
+    args: FERTrainingArguments
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            groups = get_parameter_groups(
+                self.model if model is None else model,
+                learning_rate=self.args.learning_rate,
+                weight_decay=self.args.weight_decay,
+                backbone_lr_multiplier=self.args.backbone_lr_multiplier,
+                layer_lr_decay=self.args.layer_lr_decay,
+            )
+            self.optimizer = AdamW(
+                groups,
+                lr=self.args.learning_rate,
+                betas=(self.args.adam_beta1, self.args.adam_beta2),
+                eps=self.args.adam_epsilon,
+            )
+        return self.optimizer
+
+
+@torch.no_grad()
+def cache_encoder_features(
+    model, dataset: datasets.Dataset, collator, batch_size: int = 32, device: torch.device | None = None
+) -> datasets.Dataset:
+    """Runs the (frozen) encoders once over `dataset` — transformed samples, deterministic — and returns a dataset
+    of `encoder_features` and `labels` on which the head trains exactly as on the images (see
+    `forward(encoder_features=...)`)."""
+    was_training = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    features, labels = [], []
+    for start in range(0, len(dataset), batch_size):
+        batch = collator([dataset[index] for index in range(start, min(start + batch_size, len(dataset)))])
+        labels.append(batch.pop("labels"))
+        features.append(model.extract_features(**{key: value.to(device) for key, value in batch.items()}).cpu())
+    model.train(was_training)
+    cached = datasets.Dataset.from_dict(
+        {"encoder_features": torch.cat(features).numpy(), "labels": torch.cat(labels).numpy()}
+    )
+    return cached.with_format("torch")
+
+
+def check_replicas_in_sync(model: torch.nn.Module) -> None:
+    """Raises if the processes of a distributed run hold different weights (e.g. a parameter DDP never
+    synchronised). A no-op in a single process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    # One checksum per parameter, on the parameters' device (NCCL gathers GPU tensors only).
+    local = torch.stack([p.detach().double().sum() for p in model.parameters()])
+    gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, local)
+    gathered = [checksums.cpu().numpy() for checksums in gathered]
+    names = [name for name, _ in model.named_parameters()]
+    differing = sorted({names[i] for other in gathered[1:] for i in np.flatnonzero(other != gathered[0])})
+    if differing:
+        raise RuntimeError(
+            f"The {len(gathered)} processes ended with different weights for {differing[:5]} ({len(differing)} in "
+            "all): some parameters were not synchronised."
+        )
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest `checkpoint-N` folder of `output_dir` that was completely written. The `Trainer` writes
+    `trainer_state.json` last, so a run killed while saving leaves a folder without it, which resuming skips (the
+    Trainer deletes an older checkpoint only once a newer one is complete)."""
+    folders = [path for path in Path(output_dir).glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", path.name)]
+    folders.sort(key=lambda path: int(path.name.split("-")[1]), reverse=True)
+    for folder in folders:
+        if (folder / "trainer_state.json").is_file():
+            return folder
+        logger.warning("Skipping %s: it was not completely written (the run was interrupted while saving).", folder)
+    return None
