@@ -60,13 +60,14 @@ DEMO_ARGUMENTS = {
     "num_hidden_layers": 3,
     "num_attention_heads": 4,
     "intermediate_size": 192,
-    "synthetic_num_samples": 1400,
-    "num_train_epochs": 8,
+    "synthetic_num_samples": 2000,
+    "num_train_epochs": 30,
     "per_device_train_batch_size": 32,
-    "per_device_eval_batch_size": 64,
+    "per_device_eval_batch_size": 128,
     "learning_rate": 1e-3,
     "backbone_lr_multiplier": 1.0,
-    "logging_steps": 10,
+    "logging_steps": 50,
+    "save_total_limit": 1,
     "output_dir": "outputs/demo",
     "overwrite_output_dir": True,
 }
@@ -212,22 +213,18 @@ def build_image_processor(model_args: ModelArguments, data_args: DataArguments) 
 
 
 def synthetic_benchmark(data_args: DataArguments, training_args: FERTrainingArguments) -> Path:
-    """The synthetic benchmark's folder, generated once per (size, count, seed). Generation goes to a scratch
-    folder renamed when complete, so an interrupted run never leaves half a dataset behind."""
+    """The synthetic benchmark's folder, generated once per (count, size, seed)."""
     folder = Path(data_args.synthetic_dir) / (
         f"synthetic-fer-{data_args.synthetic_num_samples}-{data_args.image_size}px-seed{data_args.synthetic_seed}"
     )
     with training_args.main_process_first(desc="synthetic data generation"):
         if not folder.exists():
-            scratch = folder.with_name(folder.name + ".partial")
-            shutil.rmtree(scratch, ignore_errors=True)
             synthesize_dataset(
-                scratch,
+                folder,
                 num_samples=data_args.synthetic_num_samples,
                 seed=data_args.synthetic_seed,
                 image_size=data_args.image_size,
             )
-            scratch.rename(folder)
     return folder
 
 

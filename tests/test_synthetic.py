@@ -106,3 +106,12 @@ def test_refuses_to_write_into_a_folder_with_files(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(ValueError, match="empty or absent"):
         synthesize_dataset(tmp_path, num_samples=2, progress=False)
+
+
+def test_generation_writes_aside_and_renames_when_complete(tmp_path):
+    stale = tmp_path / "data.partial"  # what an interrupted generation leaves behind
+    stale.mkdir()
+    (stale / "half-written.png").write_bytes(b"")
+    folder = synthesize_dataset(tmp_path / "data", num_samples=7, image_size=32, progress=False)
+    assert folder == tmp_path / "data" and (folder / "manifest.csv").is_file()
+    assert not stale.exists() and not (folder / "half-written.png").exists()

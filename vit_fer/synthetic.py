@@ -31,6 +31,7 @@ import csv
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,6 +336,8 @@ def synthesize_dataset(
 ) -> Path:
     """
     Writes the synthetic RGB + thermal benchmark in the folder layout `load_fer_dataset` reads, plus a manifest.
+    The files are written to `<output_dir>.partial` and the folder is renamed when complete, so an interrupted run
+    never leaves half a dataset under `output_dir`.
 
     Files: `rgb/<label>/<name>.jpg` (8-bit RGB), `thermal/<label>/<name>.png` (16-bit centi-kelvin counts),
     `manifest.csv` (columns `rgb`, `thermal`, `label`, `subject`; paths relative to `output_dir`) and
@@ -351,9 +354,11 @@ def synthesize_dataset(
     Returns:
         `Path` of `output_dir`.
     """
-    output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()):
-        raise ValueError(f"`output_dir` must be empty or absent, {output_dir} holds files.")
+    final_dir = Path(output_dir)
+    if final_dir.exists() and any(final_dir.iterdir()):
+        raise ValueError(f"`output_dir` must be empty or absent, {final_dir} holds files.")
+    output_dir = final_dir.with_name(final_dir.name + ".partial")
+    shutil.rmtree(output_dir, ignore_errors=True)  # left by an interrupted run
     num_subjects = num_subjects if num_subjects is not None else max(1, num_samples // 50)
     plan = plan_samples(num_samples, seed, num_subjects)
     for modality in ("rgb", "thermal"):
@@ -386,4 +391,7 @@ def synthesize_dataset(
         "thermal_deltas_celsius": {label: _THERMAL_DELTAS[label] for label in FER_LABELS},
     }
     (output_dir / "synthetic.json").write_text(json.dumps(settings, indent=2) + "\n")
-    return output_dir
+    if final_dir.exists():
+        final_dir.rmdir()
+    output_dir.rename(final_dir)
+    return final_dir
