@@ -48,11 +48,11 @@ from vit_fer.transforms import FERDataCollator, FERTransform, input_names_for_co
 
 logger = logging.getLogger("train")
 
-# `python train.py` with no arguments: a small fusion model trained from scratch on the synthetic benchmark, in a
-# few minutes on 2 CPU cores (the Hub's pretrained weights are not needed offline).
+# `python train.py` with no arguments: a small early-fusion model trained from scratch on the synthetic benchmark, in
+# a few minutes on 2 CPU cores (the Hub's pretrained weights are not needed offline).
 DEMO_ARGUMENTS = {
     "mode": "combined",
-    "fusion_strategy": "late",
+    "fusion_strategy": "early",
     "fusion_type": "concat",
     "image_size": 48,
     "patch_size": 8,

@@ -195,3 +195,53 @@ def test_two_processes_with_progressive_unfreezing_stay_in_sync(data_dir, tmp_pa
     run_config = json.loads((tmp_path / "run" / "run_config.json").read_text())
     assert run_config["hardware"].startswith("2 process")
     assert json.loads((tmp_path / "run" / "all_results.json").read_text())["test_accuracy"] >= 0
+
+
+CLASSIFY_PAIR = """
+import json, sys
+sys.modules["vit_fer"] = None  # a Hub user's machine: no vit_fer package
+import numpy as np, torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+folder, rgb, thermal = sys.argv[1:4]
+model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True).eval()
+processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
+inputs = processor(images=Image.open(rgb), thermal_images=Image.open(thermal), return_tensors="pt")
+with torch.no_grad():
+    probabilities = model(**inputs).logits.softmax(-1)[0]
+print(json.dumps({"class": type(processor).__name__, "label": model.config.id2label[int(probabilities.argmax())],
+                  "total": float(probabilities.sum())}))
+"""
+
+
+def test_output_folder_is_a_complete_hub_repository(data_dir, tmp_path):
+    from huggingface_hub import ModelCard
+
+    output_dir = tmp_path / "run"
+    train.main(arguments(data_dir, output_dir, "--num_train_epochs", "2", "--mode", "combined",
+                         "--fusion_strategy", "late", "--fusion_type", "attention"))  # fmt: skip
+    repository = tmp_path / "fresh" / "vit-fer-late"
+    shutil.copytree(output_dir, repository, ignore=shutil.ignore_patterns("checkpoint-*", "training_args.bin"))
+
+    manifest = (data_dir / "manifest.csv").read_text().splitlines()[1].split(",")
+    completed = subprocess.run(
+        [sys.executable, "-c", CLASSIFY_PAIR, str(repository), str(data_dir / manifest[0]), str(data_dir / manifest[1])],
+        capture_output=True, text=True, cwd=tmp_path / "fresh", timeout=300,
+        env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "HF_MODULES_CACHE": str(tmp_path / "m")},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    prediction = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert prediction["class"] == "ViTFERImageProcessor"
+    assert prediction["label"] in json.loads((repository / "config.json").read_text())["label2id"]
+    assert prediction["total"] == pytest.approx(1.0, abs=1e-5)
+
+    results = json.loads((repository / "all_results.json").read_text())
+    card = ModelCard.load(repository / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "image-classification"
+    assert "late-fusion" in card.data.tags
+    reported = {(result.dataset_split, result.metric_type): result.metric_value for result in card.data.eval_results}
+    for prefix, split in (("eval", "validation"), ("test", "test")):
+        assert reported[(split, "accuracy")] == pytest.approx(results[f"{prefix}_accuracy"])
+        assert reported[(split, "f1")] == pytest.approx(results[f"{prefix}_macro_f1"])
+        assert reported[(split, "recall")] == pytest.approx(results[f"{prefix}_uar"])
