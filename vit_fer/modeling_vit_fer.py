@@ -144,10 +144,12 @@ class ModalityAttentionFusion(nn.Module):
 
     def __init__(self, config: LateFusionViTConfig):
         super().__init__()
+        # No bias on the last layer: it would shift both modalities' scores alike, which the softmax cancels, so it
+        # would never receive a gradient.
         self.score = nn.Sequential(
             nn.Linear(config.hidden_size, config.fusion_attention_hidden_size),
             nn.Tanh(),
-            nn.Linear(config.fusion_attention_hidden_size, 1),
+            nn.Linear(config.fusion_attention_hidden_size, 1, bias=False),
         )
 
     def forward(self, features: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

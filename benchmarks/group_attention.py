@@ -1,0 +1,15 @@
+"""Attention implementations: `sdpa` (fused scaled-dot-product attention) against `eager` (explicit softmax of
+Q·Kᵀ, the only one that returns attention weights), on `ViTForFER`."""
+
+import dataclasses
+
+from workloads import Bench, build_model, make_batch
+
+
+def run(bench: Bench) -> None:
+    cases = {}
+    for implementation in ("eager", "sdpa"):
+        workload = dataclasses.replace(bench.workload, attn_implementation=implementation)
+        model = build_model("ViTForFER", workload)
+        cases[implementation] = (model, make_batch(model, workload.batch_size, workload.device), None)
+    bench.compare("attention", cases, baseline="eager")
