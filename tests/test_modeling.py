@@ -358,6 +358,8 @@ def test_factory_rejects_bad_arguments(checkpoint):
         (dict(mode="rgb", fusion_type="concat"), "apply to mode='combined' only"),
         (dict(mode="combined", fusion_strategy="early", fusion_layer="feature"), "fusion_strategy='late' only"),
         (dict(mode="combined", fusion_strategy="late", fusion_layer="prediction", fusion_type="add"), "feature' only"),
+        (dict(mode="rgb", modality_dropout=0.2), r"ViTFERConfig has no field \['modality_dropout'\]"),
+        (dict(mode="combined", fusion_strategy="late", modality_dropuot=0.2), "has no field"),
     ]
     for arguments, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -404,7 +406,7 @@ def test_cached_encoder_features_give_the_same_predictions(checkpoint, variant):
 
 @pytest.mark.parametrize("variant", ["rgb", "early-concat", "late-attention", "late-prediction-weighted"])
 def test_torch_compile_traces_without_graph_breaks(checkpoint, variant):
-    model = build(checkpoint, variant, modality_dropout=0.2 if variant.startswith("late") else 0.0).train()
+    model = build(checkpoint, variant, **({"modality_dropout": 0.2} if variant.startswith("late") else {})).train()
     torch._dynamo.reset()
     explanation = torch._dynamo.explain(model)(**make_inputs(model))
     assert explanation.graph_break_count == 0, [reason.reason for reason in explanation.break_reasons]

@@ -6,8 +6,8 @@ import copy
 import datasets
 import pytest
 import torch
-from tiny_models import VARIANTS, make_inputs, write_tiny_vit
-from transformers import Trainer, TrainingArguments
+from tiny_models import VARIANTS, make_inputs, tiny_training_arguments, write_tiny_vit
+from transformers import Trainer
 
 from vit_fer import create_multimodal_vit_model
 
@@ -56,18 +56,8 @@ def as_dataset(inputs: dict[str, torch.Tensor]) -> datasets.Dataset:
     return datasets.Dataset.from_dict({key: value.numpy() for key, value in inputs.items()}).with_format("torch")
 
 
-def training_arguments(tmp_path, **overrides) -> TrainingArguments:
-    return TrainingArguments(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        max_steps=3,
-        learning_rate=1e-3,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-        **overrides,
-    )
+def training_arguments(tmp_path, **overrides):
+    return tiny_training_arguments(tmp_path, per_device_train_batch_size=4, max_steps=3, **overrides)
 
 
 @pytest.mark.parametrize("variant", ARCHITECTURES)

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from tiny_models import VARIANTS, make_inputs, write_tiny_vit
-from transformers import Trainer, TrainingArguments
+from tiny_models import VARIANTS, make_inputs, tiny_training_arguments, write_tiny_vit
+from transformers import Trainer
 
 from vit_fer import create_multimodal_vit_model
 
@@ -34,21 +34,10 @@ def checkpoint(tmp_path_factory):
     "variant", ["rgb", "thermal", "early-concat", "early-add", "late-attention", "late-prediction-weighted"]
 )
 def test_trainer_runs_and_evaluates(checkpoint, variant, tmp_path):
-    model = create_multimodal_vit_model(model_name=checkpoint, **VARIANTS[variant], modality_dropout=0.0)
+    model = create_multimodal_vit_model(model_name=checkpoint, **VARIANTS[variant])
     dataset = TensorDataset(make_inputs(model, batch_size=16, seed=1))
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    arguments = TrainingArguments(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=8,
-        max_steps=4,
-        learning_rate=1e-3,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        disable_tqdm=True,
-    )
-    trainer = Trainer(model=model, args=arguments, train_dataset=dataset, eval_dataset=dataset, data_collator=stack_collator)
+    trainer = Trainer(model=model, args=tiny_training_arguments(tmp_path), train_dataset=dataset, eval_dataset=dataset, data_collator=stack_collator)
     result = trainer.train()
     metrics = trainer.evaluate()
 

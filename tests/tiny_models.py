@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import torch
-from transformers import ViTConfig, ViTModel
+from transformers import TrainingArguments, ViTConfig, ViTModel
 
 
 TINY_VIT = dict(
@@ -50,3 +50,18 @@ def make_inputs(model, batch_size: int = 4, seed: int = 0, with_labels: bool = T
     if with_labels:
         inputs["labels"] = torch.randint(0, model.config.num_labels, (batch_size,), generator=generator)
     return inputs
+
+
+def tiny_training_arguments(output_dir: Path, **overrides) -> TrainingArguments:
+    """`TrainingArguments` for a few CPU steps without checkpoints, logging integrations or progress bars."""
+    defaults = dict(
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=8,
+        max_steps=4,
+        learning_rate=1e-3,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    return TrainingArguments(output_dir=str(output_dir), **{**defaults, **overrides})

@@ -1,6 +1,7 @@
 """The specification's model factory: one call from a modality and fusion design to a model with pretrained
 encoders."""
 
+import dataclasses
 from os import PathLike
 
 from .configuration_vit_fer import EarlyFusionViTConfig, LateFusionViTConfig, ViTFERConfig
@@ -17,6 +18,8 @@ from .modeling_vit_fer import (
 
 MODES = ("rgb", "thermal", "combined")
 FUSION_STRATEGIES = ("early", "late")
+# Keyword arguments every transformers config takes beside its fields.
+_CONFIG_KEYWORDS = frozenset({"attn_implementation", "num_labels", "output_attentions"})
 
 
 def create_multimodal_vit_model(
@@ -69,6 +72,11 @@ def create_multimodal_vit_model(
     else:
         raise ValueError(f"`fusion_strategy` must be one of {FUSION_STRATEGIES}, got {fusion_strategy!r}.")
 
+    # A config keeps unknown keyword arguments as attributes: a misspelt or misplaced option would be ignored.
+    known = {field.name for field in dataclasses.fields(config_class)} | _CONFIG_KEYWORDS
+    unknown = sorted(set(config_overrides) - known)
+    if unknown:
+        raise ValueError(f"{config_class.__name__} has no field {unknown}; see its documentation for the options.")
     config_overrides.update(num_labels=num_classes, freeze_backbone=freeze_backbone, classifier_dropout=dropout_rate)
     if model_name is None:
         model = model_class(config_class(**config_overrides))
