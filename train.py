@@ -24,6 +24,7 @@ import transformers
 from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
 from transformers.image_processing_utils import ImageProcessingMixin
 
+import vit_fer
 from vit_fer import (
     FER_LABELS,
     ProgressiveUnfreezingCallback,
@@ -148,7 +149,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FER
         print("No arguments: running the offline demo, i.e. python train.py " + " ".join(
             f"--{key} {value}" for key, value in DEMO_ARGUMENTS.items()
         ))
-        return parser.parse_dict({**DEMO_ARGUMENTS})
+        return parser.parse_dict(DEMO_ARGUMENTS)
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(argv[0])
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
@@ -268,14 +269,17 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
     image_processor = build_image_processor(model_args, data_args)
     dataset = load_data(model, data_args, training_args)
     collator = FERDataCollator()
-    splits = with_fer_transforms(dataset, image_processor, input_names=input_names_for_config(model.config))
+    input_names = input_names_for_config(model.config)
     if training_args.cache_features:
         # The frozen encoders see each image once, through the deterministic (evaluation) transform.
-        evaluation = FERTransform(image_processor, input_names=input_names_for_config(model.config))
+        evaluation = FERTransform(image_processor, input_names=input_names)
+        batch_size = training_args.per_device_eval_batch_size
         splits = {
-            split: cache_encoder_features(model, part.with_transform(evaluation), collator, training_args.per_device_eval_batch_size)
+            split: cache_encoder_features(model, part.with_transform(evaluation), collator, batch_size)
             for split, part in dataset.items()
         }
+    else:
+        splits = with_fer_transforms(dataset, image_processor, input_names=input_names)
 
     # Trainer.push_to_hub (which save_model runs too) would upload its auto-generated card over ours: the run is
     # published by `publish` at the end instead, to a repository created now so that a missing login fails early.
@@ -341,7 +345,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
             "training": {**training_args.to_dict(), "push_to_hub": push_to_hub},
             "hardware": describe_hardware(training_args),
             "dataset_name": data_args.dataset_name or data_args.dataset_dir or "synthetic RGB-thermal FER (vit-fer synthesize)",
-            "vit_fer_version": "0.1.0",
+            "vit_fer_version": vit_fer.__version__,
         }
         (output_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
         write_model_card(output_dir, repo_id=repo_id)

@@ -1,6 +1,8 @@
 """vit-fer: facial expression recognition from RGB, thermal, or RGB + thermal faces on Vision Transformers,
 native to the HuggingFace stack."""
 
+from importlib.metadata import version
+
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
 from .callbacks import ProgressiveUnfreezingCallback
@@ -21,6 +23,9 @@ from .modeling_vit_fer import (
 from .optimization import get_optimizer_and_scheduler, get_parameter_groups, parameter_units
 from .synthetic import synthesize_dataset
 from .transforms import FERDataCollator, FERTransform, with_fer_transforms
+
+
+__version__ = version("vit-fer")
 
 
 def _register() -> None:

@@ -22,11 +22,10 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .data import MODALITIES, BadSample, find_child_dir, pair_files, report_bad_samples, scan_modality_folder
 from .thermal import load_image
-from .transforms import input_names_for_config
+from .transforms import DEFAULT_INPUT_NAMES, input_names_for_config
 
 
 TASK = "fer-classification"
-_PROCESSOR_OUTPUTS = {"rgb": "pixel_values", "thermal": "thermal_pixel_values"}
 
 
 class FERPipeline(Pipeline):
@@ -77,7 +76,7 @@ class FERPipeline(Pipeline):
         features = self.image_processor(
             images=images.get("rgb"), thermal_images=images.get("thermal"), return_tensors="pt"
         )
-        return {names[modality]: features[_PROCESSOR_OUTPUTS[modality]].to(self.dtype) for modality in pair}
+        return {names[modality]: features[DEFAULT_INPUT_NAMES[modality]].to(self.dtype) for modality in pair}
 
     def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | None]:
         outputs = self.model(**model_inputs)

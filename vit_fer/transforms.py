@@ -21,9 +21,8 @@ from .thermal import load_image
 
 
 DEFAULT_INPUT_NAMES = {"rgb": "pixel_values", "thermal": "thermal_pixel_values"}
-"""Model argument fed by each modality in the fusion models."""
-
-_PROCESSOR_KEYS = {"rgb": "pixel_values", "thermal": "thermal_pixel_values"}
+"""Model argument fed by each modality in the fusion models — also the key under which the image processor returns
+that modality."""
 
 
 def input_names_for_config(config: Any) -> dict[str, str]:
@@ -216,9 +215,9 @@ class FERTransform:
     ):
         self.image_processor = image_processor
         self.input_names = dict(input_names or DEFAULT_INPUT_NAMES)
-        unknown = set(self.input_names) - set(_PROCESSOR_KEYS)
+        unknown = set(self.input_names) - set(DEFAULT_INPUT_NAMES)
         if unknown:
-            raise ValueError(f"`input_names` keys must be modalities {tuple(_PROCESSOR_KEYS)}, got {sorted(unknown)}.")
+            raise ValueError(f"`input_names` keys must be modalities {tuple(DEFAULT_INPUT_NAMES)}, got {sorted(unknown)}.")
         size = (image_processor.size["height"], image_processor.size["width"])
         self.augmentation = PairedAugmentation(size, augmentation, int(image_processor.resample)) if train else None
         self.generator = generator
@@ -246,7 +245,7 @@ class FERTransform:
         features = self.image_processor.preprocess_unit(
             images=units.get("rgb"), thermal_images=units.get("thermal"), return_tensors="pt"
         )
-        result = {name: list(features[_PROCESSOR_KEYS[modality]]) for modality, name in self.input_names.items()}
+        result = {name: list(features[DEFAULT_INPUT_NAMES[modality]]) for modality, name in self.input_names.items()}
         if "label" in batch:
             result["labels"] = list(batch["label"])
         return result
