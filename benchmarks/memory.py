@@ -9,7 +9,6 @@ Run as a script, this file is the subprocess: `python memory.py '<json spec>'` p
 """
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import asdict
@@ -17,10 +16,8 @@ from pathlib import Path
 
 import torch
 
+from vit_fer.allocator import set_malloc_policy
 from workloads import TrainStep, Workload, build_model, make_batch
-
-
-MMAP_THRESHOLD = 1 << 20  # bytes: every tensor of 1 MiB or more is mapped on its own and unmapped when freed
 
 
 def _status_bytes(field: str) -> int:
@@ -31,6 +28,7 @@ def _status_bytes(field: str) -> int:
 
 
 def _peak_in_this_process(spec: dict) -> int:
+    set_malloc_policy(spec["malloc_policy"])
     workload = Workload(**{**spec["workload"], "device": torch.device(spec["workload"]["device"])})
     model = build_model(spec["name"], workload)
     if spec["every_n_layers"]:
@@ -52,17 +50,23 @@ def _peak_in_this_process(spec: dict) -> int:
     return _status_bytes("VmHWM") - baseline
 
 
-def peak_step_memory(name: str, workload: Workload, every_n_layers: int | None = None, steps: int = 2) -> int:
+def peak_step_memory(
+    name: str, workload: Workload, every_n_layers: int | None = None, steps: int = 2, malloc_policy: str = "release"
+) -> int:
     """Bytes above the built model that `steps` training steps of `name` (see `workloads.build_model`) peak at,
-    with activation checkpointing of every `every_n_layers`-th layer, or none."""
+    with activation checkpointing of every `every_n_layers`-th layer, or none.
+
+    By default freed tensors go back to the operating system at once (`malloc_policy="release"`), so that the peak
+    is that of the live tensors; glibc's adaptive thresholds would make it depend on the allocation history."""
     fields = {**asdict(workload), "device": str(workload.device)}
-    spec = {"name": name, "workload": fields, "every_n_layers": every_n_layers, "steps": steps}
-    # A fixed mmap threshold stops glibc from raising it after the first large free, which would leave later
-    # activations on the heap, not returned when freed: the peak would then depend on the allocation history.
-    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
-    result = subprocess.run(
-        [sys.executable, __file__, json.dumps(spec)], capture_output=True, text=True, check=False, env=environment
-    )
+    spec = {
+        "name": name,
+        "workload": fields,
+        "every_n_layers": every_n_layers,
+        "steps": steps,
+        "malloc_policy": malloc_policy,
+    }
+    result = subprocess.run([sys.executable, __file__, json.dumps(spec)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"The memory subprocess for {spec} failed:\n{result.stderr[-3000:]}")
     return int(result.stdout.strip().splitlines()[-1])

@@ -26,6 +26,7 @@ import group_machine
 import group_models
 import group_precision
 from harness import Report
+from vit_fer.allocator import MALLOC_POLICIES, set_malloc_policy
 from workloads import SIZES, VARIANTS, Bench, Workload
 
 
@@ -50,6 +51,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--groups", nargs="+", choices=GROUPS, default=[g for g in GROUPS if g != "compile"],
                         help="Measurement groups to run (compile is opt-in: it takes minutes on CPU).")
     parser.add_argument("--compile", action="store_true", help="Add the torch.compile group.")
+    parser.add_argument("--malloc_policy", choices=MALLOC_POLICIES, default="retain",
+                        help="CPU malloc policy of the timed steps (default: retain, as train.py's CPU training; the "
+                        "memory subprocesses use release). See vit_fer/allocator.py.")
     parser.add_argument("--json", type=Path, help="Write every figure to this JSON file.")
     arguments = parser.parse_args(argv)
     if arguments.device == "cuda" and not torch.cuda.is_available():
@@ -76,6 +80,7 @@ def settings(arguments: argparse.Namespace) -> dict[str, object]:
         "device": arguments.device,
         "repetitions": arguments.repetitions,
         "warmup": arguments.warmup,
+        "malloc_policy": arguments.malloc_policy,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "threads": torch.get_num_threads(),
@@ -88,6 +93,8 @@ def settings(arguments: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> None:
     arguments = parse_arguments(argv)
+    if arguments.device == "cpu":
+        set_malloc_policy(arguments.malloc_policy)
     report = Report(settings(arguments))
     print("settings: " + ", ".join(f"{key}={value}" for key, value in report.settings.items()), flush=True)
     workload = Workload(arguments.size, arguments.image_size, arguments.batch_size, torch.device(arguments.device))

@@ -1,5 +1,6 @@
 """The `Trainer` side of fine-tuning: the training arguments vit-fer adds, a `Trainer` whose optimizer has the
-backbone / head learning rates, cached encoder features, and a check that distributed replicas stayed in sync."""
+backbone / head learning rates (and which sets the CPU malloc policy), cached encoder features, and a check that
+distributed replicas stayed in sync."""
 
 import logging
 import re
@@ -13,6 +14,7 @@ import torch.distributed as dist
 from torch.optim import AdamW
 from transformers import Trainer, TrainingArguments
 
+from .allocator import MALLOC_POLICIES, set_malloc_policy
 from .optimization import get_parameter_groups
 
 
@@ -57,6 +59,14 @@ class FERTrainingArguments(TrainingArguments):
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without improvement of the best metric."}
     )
+    malloc_policy: str = field(
+        default="auto",
+        metadata={
+            "help": "Training on CPU (glibc): 'retain' keeps freed memory for the next step (fastest: no page "
+            "faults), 'release' returns it at once (lowest resident memory), 'default' leaves glibc's own "
+            "thresholds; 'auto' is release with --activation_checkpointing, retain otherwise. See vit_fer/allocator.py."
+        },
+    )
 
     overwrite_output_dir: bool = field(
         default=False,
@@ -92,12 +102,24 @@ class FERTrainingArguments(TrainingArguments):
                 "`cache_features` needs a frozen backbone: use it with strategy='classifier_only', "
                 f"got strategy={self.strategy!r}."
             )
+        if self.malloc_policy not in ("auto", *MALLOC_POLICIES):
+            raise ValueError(
+                f"`malloc_policy` must be one of {('auto', *MALLOC_POLICIES)}, got {self.malloc_policy!r}."
+            )
         if self.metric_for_best_model not in (None, "macro_f1", "uar", "accuracy", "loss"):
             raise ValueError(
                 "`metric_for_best_model` must be one of macro_f1, uar, accuracy, loss (validation metrics), "
                 f"got {self.metric_for_best_model!r}."
             )
         super().__post_init__()
+
+    @property
+    def cpu_malloc_policy(self) -> str:
+        """The malloc policy of a run on CPU, with "auto" resolved: memory back at once when activation
+        checkpointing is on (its saving is the point of it), kept for reuse otherwise (speed)."""
+        if self.malloc_policy != "auto":
+            return self.malloc_policy
+        return "release" if self.activation_checkpointing else "retain"
 
 
 class FERTrainer(Trainer):
@@ -106,9 +128,16 @@ class FERTrainer(Trainer):
     `learning_rate`, no weight decay on biases, norms and ViT's tokens — with frozen parameters included, so that
     unfreezing later trains them. The schedule is the Trainer's own (`lr_scheduler_type`, cosine with warmup by
     default), built once the Trainer knows the number of optimizer steps — the same pair
-    [`get_optimizer_and_scheduler`] gives a hand-written loop."""
+    [`get_optimizer_and_scheduler`] gives a hand-written loop. On CPU it sets the process's malloc policy
+    (`--malloc_policy`, see vit_fer/allocator.py) when it is built."""
 
     args: FERTrainingArguments
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The host allocator is on the hot path only when the steps run on CPU.
+        if self.args.device.type == "cpu" and set_malloc_policy(self.args.cpu_malloc_policy):
+            logger.info("malloc policy: %s", self.args.cpu_malloc_policy)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:
