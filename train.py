@@ -100,6 +100,13 @@ class ModelArguments:
         default=None, metadata={"help": "Late fusion: probability of dropping one modality of a training sample."}
     )
     classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the head's hidden layer."})
+    attn_implementation: str = field(
+        default="sdpa",
+        metadata={
+            "help": "Attention kernel of the encoders: 'sdpa' (fused) or 'eager' (explicit softmax; on CPU with "
+            "--bf16 about 10 %% faster at ViT-Base), or any other that transformers' ViT supports."
+        },
+    )
     hidden_size: int = field(default=768, metadata={"help": "From scratch only: encoder width."})
     num_hidden_layers: int = field(default=12, metadata={"help": "From scratch only: encoder depth."})
     num_attention_heads: int = field(default=12, metadata={"help": "From scratch only: attention heads."})
@@ -188,6 +195,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, training_a
         freeze_backbone=training_args.strategy == "classifier_only",
         dropout_rate=model_args.classifier_dropout,
         image_size=data_args.image_size,
+        attn_implementation=model_args.attn_implementation,
         **overrides,
     )
     if training_args.activation_checkpointing:

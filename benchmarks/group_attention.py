@@ -11,5 +11,6 @@ def run(bench: Bench) -> None:
     for implementation in ("eager", "sdpa"):
         workload = dataclasses.replace(bench.workload, attn_implementation=implementation)
         model = build_model("ViTForFER", workload)
-        cases[implementation] = (model, make_batch(model, workload.batch_size, workload.device), None)
+        batch = make_batch(model, workload.batch_size, workload.device)
+        cases[implementation] = (model, batch, workload.autocast_dtype)
     bench.compare("attention", cases, baseline="eager")

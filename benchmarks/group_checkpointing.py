@@ -17,7 +17,8 @@ def run(bench: Bench, every_n_layers: list[int], memory_workload: Workload) -> N
         model = build_model("ViTForFER", workload)
         if n:
             model.activation_checkpointing_enable(every_n_layers=n)
-        steps[f"every_{n}" if n else "off"] = TrainStep(model, make_batch(model, workload.batch_size, workload.device))
+        batch = make_batch(model, workload.batch_size, workload.device)
+        steps[f"every_{n}" if n else "off"] = TrainStep(model, batch, workload.autocast_dtype)
     readings = bench.time(steps)
     for name, ratio in ratios(readings, "off").items():
         report.add("checkpointing", f"train.{name}.time_ratio", ratio, "× off")

@@ -14,10 +14,10 @@ def run(bench: Bench) -> None:
     for name in ("eager", "compiled"):
         model = build_model("ViTForFER", workload)
         batch = make_batch(model, workload.batch_size, workload.device)
-        cases[name] = (torch.compile(model) if name == "compiled" else model, batch, None)
+        cases[name] = (torch.compile(model) if name == "compiled" else model, batch, workload.autocast_dtype)
     for mode, step_class in (("train", TrainStep), ("inference", InferenceStep)):
-        model, batch, _ = cases["compiled"]
+        model, batch, dtype = cases["compiled"]
         start = time.perf_counter()
-        step_class(model, batch)()
+        step_class(model, batch, dtype)()
         bench.report.add("compile", f"{mode}.compile_seconds", time.perf_counter() - start, "s", note="first call")
     bench.compare("compile", cases, baseline="eager")

@@ -22,12 +22,13 @@ def run(bench: Bench) -> None:
         "encoder_features": models["cached"].eval().extract_features(batch["pixel_values"]),
         "labels": batch["labels"],
     }
+    dtype = workload.autocast_dtype
     steps = {
-        "full": TrainStep(models["full"], batch),
-        "frozen": TrainStep(models["frozen"], batch),
-        "cached": TrainStep(models["cached"], cached_batch),
+        "full": TrainStep(models["full"], batch, dtype),
+        "frozen": TrainStep(models["frozen"], batch, dtype),
+        "cached": TrainStep(models["cached"], cached_batch, dtype),
         # What caching costs once per data set: the encoder's forward in eval mode on every batch.
-        "extraction": InferenceStep(build_model("ViTForFER", workload), batch),
+        "extraction": InferenceStep(build_model("ViTForFER", workload), batch, dtype),
     }
     readings = bench.time(steps)
     for name in ("full", "frozen", "cached"):

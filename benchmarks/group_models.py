@@ -1,6 +1,6 @@
-"""Our models against transformers' `ViTForImageClassification` on the same config, batch and attention
-implementation: train-step and inference time ratios, throughputs, and the share of the machine's fp32 matmul rate
-that the reference and `ViTForFER` reach (FLOPs counted as in flops.py)."""
+"""Our models against transformers' `ViTForImageClassification` on the same config, batch, attention
+implementation and precision: train-step and inference time ratios, throughputs, and the share of the machine's
+matmul rate (in the run's precision) that the reference and `ViTForFER` reach (FLOPs counted as in flops.py)."""
 
 import gc
 
@@ -12,7 +12,7 @@ from workloads import REFERENCE, Bench, InferenceStep, TrainStep, Workload, buil
 
 # A training step costs its forward three times over (see flops.py).
 FORWARDS_PER_STEP = {"train": 3, "inference": 1}
-PROBE = "fp32 matmul"
+PROBE = "matmul probe"
 
 
 def side_by_side(names: list[str], workload: Workload, budget_bytes: float) -> list[list[str]]:
@@ -32,14 +32,14 @@ def side_by_side(names: list[str], workload: Workload, budget_bytes: float) -> l
 
 def run(bench: Bench, variants: list[str], budget_bytes: float) -> None:
     workload, report = bench.workload, bench.report
-    note = f"{workload.attn_implementation}, batch {workload.batch_size}"
+    note = f"{workload.attn_implementation}, batch {workload.batch_size}, {workload.precision}"
     for index, group in enumerate(side_by_side(variants, workload, budget_bytes)):
         names = [REFERENCE, *group]
         models = {name: build_model(name, workload) for name in names}
         # The same seed gives every model the same RGB images and labels as the reference.
         batches = {name: make_batch(model, workload.batch_size, workload.device) for name, model in models.items()}
         for mode, step_class in (("train", TrainStep), ("inference", InferenceStep)):
-            cases = {name: step_class(models[name], batches[name]) for name in names}
+            cases = {name: step_class(models[name], batches[name], workload.autocast_dtype) for name in names}
             step_flops = {
                 name: model_forward_flops(models[name]) * FORWARDS_PER_STEP[mode] * workload.batch_size
                 for name in names
@@ -47,7 +47,7 @@ def run(bench: Bench, variants: list[str], budget_bytes: float) -> None:
             if index == 0:
                 # As much matmul work as a reference step, timed in turn with the steps.
                 cases[PROBE] = MatmulProbe(
-                    *workload.largest_matmul, torch.float32, workload.device, flops=step_flops[REFERENCE]
+                    *workload.largest_matmul, workload.matmul_dtype, workload.device, flops=step_flops[REFERENCE]
                 )
             readings = bench.time(cases)
             for name in names:
@@ -69,10 +69,15 @@ def add_matmul_fraction(
     bench: Bench, mode: str, name: str, readings: dict[str, list[float]], step_flops: float, probe_flops: float
 ) -> None:
     """The FLOP rate of `name`'s steps over the matmul probe's, repetition by repetition."""
+    precision = bench.workload.precision
     fractions = Spread.of(
         [(step_flops / step) / (probe_flops / probe) for step, probe in zip(readings[name], readings[PROBE])]
     )
     per_sample = step_flops / bench.workload.batch_size / 1e9
     bench.report.add(
-        "efficiency", f"{mode}.{name}.matmul_fraction", fractions, "× fp32 mm rate", note=f"{per_sample:.1f} GFLOP/sample"
+        "efficiency",
+        f"{mode}.{name}.matmul_fraction",
+        fractions,
+        f"× {precision} mm rate",
+        note=f"{per_sample:.1f} GFLOP/sample",
     )

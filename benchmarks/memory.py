@@ -33,7 +33,7 @@ def _peak_in_this_process(spec: dict) -> int:
     model = build_model(spec["name"], workload)
     if spec["every_n_layers"]:
         model.activation_checkpointing_enable(every_n_layers=spec["every_n_layers"])
-    step = TrainStep(model, make_batch(model, workload.batch_size, workload.device))
+    step = TrainStep(model, make_batch(model, workload.batch_size, workload.device), workload.autocast_dtype)
     if workload.device.type == "cuda":
         torch.cuda.synchronize()
         baseline = torch.cuda.memory_allocated()

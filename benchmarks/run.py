@@ -27,7 +27,7 @@ import group_models
 import group_precision
 from harness import Report
 from vit_fer.allocator import MALLOC_POLICIES, set_malloc_policy
-from workloads import SIZES, VARIANTS, Bench, Workload
+from workloads import AUTOCAST_DTYPES, SIZES, VARIANTS, Bench, Workload
 
 
 GROUPS = ("models", "attention", "checkpointing", "finetuning", "precision", "data", "compile")
@@ -40,6 +40,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", choices=tuple(SIZES), help="Backbone size (default: base; tiny with --quick).")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--precision", choices=tuple(AUTOCAST_DTYPES), default="fp32",
+                        help="What every timed step computes in: fp32, or bf16 autocast (the precision group always "
+                        "compares the two).")
     parser.add_argument("--repetitions", type=int, help="Timed repetitions per case (default: 3; 3 with --quick).")
     parser.add_argument("--warmup", type=int, default=1, help="Untimed calls of each case before timing.")
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
@@ -77,6 +80,7 @@ def settings(arguments: argparse.Namespace) -> dict[str, object]:
         "size": arguments.size,
         "batch_size": arguments.batch_size,
         "image_size": arguments.image_size,
+        "precision": arguments.precision,
         "device": arguments.device,
         "repetitions": arguments.repetitions,
         "warmup": arguments.warmup,
@@ -97,7 +101,13 @@ def main(argv: list[str] | None = None) -> None:
         set_malloc_policy(arguments.malloc_policy)
     report = Report(settings(arguments))
     print("settings: " + ", ".join(f"{key}={value}" for key, value in report.settings.items()), flush=True)
-    workload = Workload(arguments.size, arguments.image_size, arguments.batch_size, torch.device(arguments.device))
+    workload = Workload(
+        arguments.size,
+        arguments.image_size,
+        arguments.batch_size,
+        torch.device(arguments.device),
+        precision=arguments.precision,
+    )
     bench = Bench(workload, arguments.repetitions, arguments.warmup, report)
     start = time.perf_counter()
 

@@ -22,6 +22,9 @@ SIZES = {
 
 REFERENCE = "ViTForImageClassification"
 
+# What the timed steps compute in: fp32, or bf16 autocast (mixed precision, as `--bf16` trains).
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+
 # Our architectures and fusion designs, as (model class, config class, config fields).
 VARIANTS = {
     "ViTForFER": (ViTForFER, ViTFERConfig, {}),
@@ -48,6 +51,17 @@ class Workload:
     batch_size: int
     device: torch.device
     attn_implementation: str = "sdpa"
+    precision: str = "fp32"
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of the timed steps, None for fp32."""
+        return AUTOCAST_DTYPES[self.precision]
+
+    @property
+    def matmul_dtype(self) -> torch.dtype:
+        """The dtype the encoders' matrix products run in."""
+        return self.autocast_dtype or torch.float32
 
     def backbone(self) -> dict[str, int]:
         return dict(SIZES[self.size], image_size=self.image_size, patch_size=PATCH_SIZE)

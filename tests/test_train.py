@@ -172,6 +172,15 @@ def test_arguments_from_a_yaml_file(data_dir, tmp_path):
     assert (model_args.mode, training_args.strategy, data_args.image_size) == ("thermal", "classifier_only", 32)
 
 
+def test_attention_implementation_reaches_every_encoder(data_dir, tmp_path):
+    model_args, data_args, training_args = train.parse_arguments(
+        arguments(data_dir, tmp_path / "run", "--mode", "combined", "--fusion_strategy", "late",
+                  "--attn_implementation", "eager")
+    )  # fmt: skip
+    model = train.build_model(model_args, data_args, training_args)
+    assert [encoder.config._attn_implementation for encoder in model.backbone_modules()] == ["eager", "eager"]
+
+
 @pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
 def test_two_processes_with_progressive_unfreezing_stay_in_sync(data_dir, tmp_path, launcher):
     """Under DDP a parameter frozen when the model is wrapped is never synchronised: train.py must end with identical
