@@ -34,7 +34,8 @@ from vit_fer import (
     load_fer_metric,
 )
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
-from vit_fer.model_card import create_hub_repo, publish, write_model_card
+from vit_fer.hub import create_hub_repo, publish
+from vit_fer.model_card import write_model_card
 from vit_fer.plots import plot_confusion_matrix, plot_learning_curves
 from vit_fer.synthetic import synthesize_dataset
 from vit_fer.trainer import (

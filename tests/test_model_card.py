@@ -25,6 +25,7 @@ from transformers import AutoModelForImageClassification
 from tiny_models import VARIANTS
 
 from vit_fer.cli import build_parser
+from vit_fer.hub import repository_files
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 from vit_fer.model_card import (
     LAYOUT_TEMPLATE,
@@ -32,7 +33,6 @@ from vit_fer.model_card import (
     build_model_card,
     card_context,
     count_parameters,
-    repository_files,
     write_model_card,
 )
 

@@ -13,14 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model_card import (
-    CARD_HELP,
-    PUBLISH_HELP,
-    add_card_arguments,
-    add_publish_arguments,
-    run_card_command,
-    run_publish_command,
-)
+from .hub import PUBLISH_HELP, add_publish_arguments, run_publish_command
+from .model_card import CARD_HELP, add_card_arguments, run_card_command
 
 
 @dataclass(frozen=True)

@@ -16,21 +16,19 @@
 A training output folder holds everything a Hub repository needs: weights, `config.json` with `auto_map`, the
 model and processor code, `preprocessor_config.json`, the run's `run_config.json` and `all_results.json`, and the
 plots. [`write_model_card`] turns those files into `README.md` — the YAML metadata (with a `model-index` of the
-evaluation results) and the text, from the Jinja templates of `model_cards/`. [`publish`] uploads the folder.
+evaluation results) and the text, from the Jinja templates of `model_cards/`. `vit_fer.hub.publish` uploads the
+folder.
 """
 
 import argparse
-import contextlib
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import jinja2
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from safetensors import safe_open
 from transformers.image_utils import PILImageResampling
@@ -88,16 +86,8 @@ PROGRESSIVE_ROWS = (
     ("layers_per_stage", "encoder layers released per stage (unset: all at once)"),
     ("epochs_per_stage", "epochs per stage"),
 )
-# Publishing uploads the model repository's files, never training leftovers: `training_args.bin` (a pickle),
-# `checkpoint-*` folders, TensorBoard `runs/`.
-REPOSITORY_SUFFIXES = (".safetensors", ".json", ".py", ".png", ".md")
-
-
-class PublishError(RuntimeError):
-    """Publishing to the Hub failed for a reason the user must fix: offline, not logged in, no access."""
-
-
-def _read_json(folder: Path, name: str) -> dict[str, Any]:
+def read_json(folder: Path, name: str) -> dict[str, Any]:
+    """The JSON object of the run file `folder/name`; a missing or malformed file raises an error naming it."""
     path = folder / name
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: a vit-fer output folder holds {name} (written by train.py).")
@@ -110,14 +100,15 @@ def _read_json(folder: Path, name: str) -> dict[str, Any]:
     return content
 
 
-def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
+def require_key(mapping: dict[str, Any], key: str, where: str) -> Any:
+    """`mapping[key]`; a missing key raises a `ValueError` naming `where` and the keys it has."""
     if key not in mapping:
         raise ValueError(f"{where} has no `{key}`; got keys {sorted(mapping)}.")
     return mapping[key]
 
 
 def _metric(results: dict[str, Any], key: str) -> float:
-    value = _require(results, key, RESULTS_NAME)
+    value = require_key(results, key, RESULTS_NAME)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"`{key}` in {RESULTS_NAME} must be a finite number, got {value!r}.")
     return value
@@ -136,14 +127,14 @@ def count_parameters(folder: Path) -> int:
 
 
 def _labels(config: dict[str, Any]) -> list[str]:
-    id2label = _require(config, "id2label", "config.json")
+    id2label = require_key(config, "id2label", "config.json")
     if sorted(int(index) for index in id2label) != list(range(len(id2label))):
         raise ValueError(f"config.json `id2label` keys must be 0 .. {len(id2label) - 1}, got {sorted(id2label)}.")
     return [id2label[str(index)] for index in range(len(id2label))]
 
 
 def _architecture(config: dict[str, Any]) -> str:
-    architectures = _require(config, "architectures", "config.json")
+    architectures = require_key(config, "architectures", "config.json")
     if len(architectures) != 1 or architectures[0] not in ARCHITECTURE_TEMPLATES:
         raise ValueError(
             f"config.json `architectures` must name one of {sorted(ARCHITECTURE_TEMPLATES)}, got {architectures!r}."
@@ -203,9 +194,9 @@ def _card_data(
         tags.append("thermal")
     if modality == "combined":
         tags += ["multimodal", "rgb-thermal", "early-fusion" if architecture == "EarlyFusionViT" else "late-fusion"]
-    data_args = _require(run_config, "data", RUN_CONFIG_NAME)
+    data_args = require_key(run_config, "data", RUN_CONFIG_NAME)
     hub_dataset = _hub_id(data_args["dataset_name"]) if data_args.get("dataset_name") else None
-    dataset_name = _require(run_config, "dataset_name", RUN_CONFIG_NAME)
+    dataset_name = require_key(run_config, "dataset_name", RUN_CONFIG_NAME)
     eval_results = [
         EvalResult(
             task_type="image-classification",
@@ -221,8 +212,8 @@ def _card_data(
         for split in splits
         for key, name, metric_type, metric_args in METRICS
     ]
-    model_args = _require(run_config, "model", RUN_CONFIG_NAME)
-    base_checkpoint = _require(model_args, "model_name_or_path", "run_config model")
+    model_args = require_key(run_config, "model", RUN_CONFIG_NAME)
+    base_checkpoint = require_key(model_args, "model_name_or_path", "run_config model")
     return ModelCardData(
         library_name="transformers",
         pipeline_tag="image-classification",
@@ -237,15 +228,15 @@ def _card_data(
 
 
 def _training_rows(run_config: dict[str, Any], results: dict[str, Any]) -> list[tuple[str, str]]:
-    model_args = _require(run_config, "model", RUN_CONFIG_NAME)
-    training = _require(run_config, "training", RUN_CONFIG_NAME)
-    base_checkpoint = _require(model_args, "model_name_or_path", "run_config model")
-    strategy = _require(training, "strategy", "run_config training")
+    model_args = require_key(run_config, "model", RUN_CONFIG_NAME)
+    training = require_key(run_config, "training", RUN_CONFIG_NAME)
+    base_checkpoint = require_key(model_args, "model_name_or_path", "run_config model")
+    strategy = require_key(training, "strategy", "run_config training")
     if strategy not in STRATEGY_DESCRIPTIONS:
         raise ValueError(
             f"run_config training `strategy` must be one of {sorted(STRATEGY_DESCRIPTIONS)}, got {strategy!r}."
         )
-    learning_rate = _require(training, "learning_rate", "run_config training")
+    learning_rate = require_key(training, "learning_rate", "run_config training")
     rows = [
         (
             "base checkpoint",
@@ -265,12 +256,12 @@ def _training_rows(run_config: dict[str, Any], results: dict[str, Any]) -> list[
     rows.append(("precision", precision))
     if training.get("load_best_model_at_end"):
         rows.append(("weights", f"the best checkpoint by validation `{training.get('metric_for_best_model')}`"))
-    rows.append(("hardware", str(_require(run_config, "hardware", RUN_CONFIG_NAME))))
+    rows.append(("hardware", str(require_key(run_config, "hardware", RUN_CONFIG_NAME))))
     if "train_runtime" in results:
         rows.append(("training time", f"{_metric(results, 'train_runtime') / 60:.1f} min"))
     if "train_loss" in results:
         rows.append(("mean training loss", f"{_metric(results, 'train_loss'):.4f}"))
-    rows.append(("vit-fer version", str(_require(run_config, "vit_fer_version", RUN_CONFIG_NAME))))
+    rows.append(("vit-fer version", str(require_key(run_config, "vit_fer_version", RUN_CONFIG_NAME))))
     return rows
 
 
@@ -307,10 +298,10 @@ def card_context(
         `(card_data, context)`: the card's [`~huggingface_hub.ModelCardData`] and the layout's other variables.
     """
     folder = Path(output_dir)
-    config = _read_json(folder, "config.json")
-    processor = _read_json(folder, "preprocessor_config.json")
-    run_config = _read_json(folder, RUN_CONFIG_NAME)
-    results = _read_json(folder, RESULTS_NAME)
+    config = read_json(folder, "config.json")
+    processor = read_json(folder, "preprocessor_config.json")
+    run_config = read_json(folder, RUN_CONFIG_NAME)
+    results = read_json(folder, RESULTS_NAME)
 
     architecture = _architecture(config)
     modality = _modality(architecture, config)
@@ -400,135 +391,6 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, license
     return path
 
 
-def repository_files(output_dir: str | Path) -> list[str]:
-    """
-    The files of `output_dir` that make up the model repository, after checking that it is complete: weights,
-    `config.json` with an `auto_map` whose code files are present, `preprocessor_config.json`, and the card.
-    """
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder.")
-    config = _read_json(folder, "config.json")
-    processor = _read_json(folder, "preprocessor_config.json")
-    auto_map = {**_require(config, "auto_map", "config.json"), **processor.get("auto_map", {})}
-    required = {CARD_NAME, "config.json", "preprocessor_config.json"}
-    required |= {f"{reference.split('.')[0]}.py" for reference in auto_map.values()}
-    files = sorted(path.name for path in folder.iterdir() if path.is_file() and path.suffix in REPOSITORY_SUFFIXES)
-    missing = sorted(required - set(files))
-    if not any(name.endswith(".safetensors") for name in files):
-        missing.append("model.safetensors")
-    if missing:
-        raise FileNotFoundError(
-            f"{folder} is not a complete model repository: missing {missing}. Train with train.py (which saves the "
-            "model, the processor and the card), or run `vit-fer card` for a missing README.md."
-        )
-    return files
-
-
-@contextlib.contextmanager
-def _hub_errors(repo_id: str, endpoint: str) -> Iterator[None]:
-    """Turns the Hub's connection and HTTP errors into [`PublishError`]s that say what to do."""
-    try:
-        yield
-    except (httpx2.TransportError, OfflineModeIsEnabled) as error:
-        raise PublishError(
-            f"Cannot publish: the Hub at {endpoint} is unreachable ({error}). Check the network connection "
-            "(and HF_ENDPOINT), then run again."
-        ) from error
-    except HfHubHTTPError as error:
-        status = error.response.status_code
-        if status == 401:
-            advice = "the token was rejected; run `hf auth login --force` or set HF_TOKEN to a valid token"
-        elif status == 403:
-            advice = f"the token has no write access to {repo_id}; use a write token or a namespace you can write to"
-        else:
-            advice = "see the message from the Hub"
-        raise PublishError(f"Cannot publish to {repo_id}: {advice} (HTTP {status}: {error}).") from error
-
-
-def create_hub_repo(repo_id: str, private: bool | None = None, token: str | None = None) -> str:
-    """
-    Checks that this machine can publish (online, logged in, with write access) and creates the Hub model repository
-    `repo_id` if it does not exist. train.py calls it before training, so that a run meant for the Hub fails at once
-    rather than after hours.
-
-    Args:
-        repo_id (`str`):
-            `"name"` (in your namespace) or `"namespace/name"`.
-        private (`bool`, *optional*):
-            Whether a newly created repository is private (default: your account's default).
-        token (`str`, *optional*):
-            A Hub token with write access; defaults to `HF_TOKEN` or the token of `hf auth login`.
-
-    Returns:
-        The repository's full id, `"namespace/name"`.
-
-    Raises:
-        [`PublishError`]: offline mode, no token, a rejected token, no write access, or the Hub unreachable — with
-        what to do about it.
-    """
-    if constants.is_offline_mode():
-        raise PublishError(
-            "Cannot publish: Hugging Face Hub offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set). "
-            "Unset it and run again on a machine that can reach the Hub."
-        )
-    if (token or get_token()) is None:
-        raise PublishError(
-            "Cannot publish: not logged in to the Hugging Face Hub. Run `hf auth login` or set HF_TOKEN to a token "
-            "with write access (https://huggingface.co/settings/tokens)."
-        )
-    api = HfApi(token=token)
-    with _hub_errors(repo_id, api.endpoint):
-        return api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-
-
-def publish(
-    output_dir: str | Path,
-    repo_id: str,
-    private: bool | None = None,
-    token: str | None = None,
-    commit_message: str = "Upload vit-fer model",
-    refresh_card: bool = True,
-    license: str = "apache-2.0",
-) -> str:
-    """
-    Uploads a trained checkpoint folder to a Hub model repository, creating the repository if needed.
-
-    Args:
-        output_dir (`str` or `Path`):
-            The folder: model, processor, card, plots, run files (see [`repository_files`] for what is uploaded).
-        repo_id, private, token:
-            As in [`create_hub_repo`].
-        commit_message (`str`, *optional*):
-            The message of the upload commit.
-        refresh_card (`bool`, *optional*, defaults to `True`):
-            Whether to rewrite README.md first, so that the card names the repository it is published to. `False`
-            uploads the folder's README.md as it is (e.g. after editing it by hand).
-        license (`str`, *optional*, defaults to `"apache-2.0"`):
-            License written in a refreshed card.
-
-    Returns:
-        The URL of the upload commit.
-
-    Raises:
-        [`PublishError`] as [`create_hub_repo`]; `FileNotFoundError` when the folder is not a complete repository.
-    """
-    folder = Path(output_dir)
-    if refresh_card:
-        write_model_card(folder, repo_id=repo_id, license=license)
-    files = repository_files(folder)
-    full_repo_id = create_hub_repo(repo_id, private=private, token=token)
-    if refresh_card and full_repo_id != repo_id:
-        # A bare name gained the user's namespace, which the card's usage snippet needs.
-        write_model_card(folder, repo_id=full_repo_id, license=license)
-    api = HfApi(token=token)
-    with _hub_errors(full_repo_id, api.endpoint):
-        commit = api.upload_folder(
-            repo_id=full_repo_id, folder_path=folder, allow_patterns=files, commit_message=commit_message
-        )
-    return commit.commit_url
-
-
 def add_card_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vit-fer card`."""
     parser.add_argument("output_dir", type=Path, help="The training output folder.")
@@ -546,48 +408,16 @@ def run_card_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `vit-fer publish`."""
-    parser.add_argument("output_dir", type=Path, help="The training output folder.")
-    parser.add_argument("repo_id", help="`name` (in your namespace) or `namespace/name`.")
-    parser.add_argument("--private", action="store_true", default=None, help="Create the repository private.")
-    parser.add_argument("--commit_message", default="Upload vit-fer model", help="Message of the upload commit.")
-    parser.add_argument("--keep_card", action="store_true", help="Upload README.md as it is, without refreshing it.")
-    parser.add_argument("--license", default="apache-2.0", help="Hub license id written in the refreshed card.")
-
-
-def run_publish_command(args: argparse.Namespace) -> int:
-    """`vit-fer publish`: uploads OUTPUT_DIR to the Hub repository REPO_ID."""
-    try:
-        url = publish(
-            args.output_dir,
-            args.repo_id,
-            private=args.private,
-            commit_message=args.commit_message,
-            refresh_card=not args.keep_card,
-            license=args.license,
-        )
-    except (PublishError, FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"vit-fer publish: {error}") from error
-    print(f"Published {args.output_dir} to {url}")
-    return 0
-
-
 CARD_HELP = "(Re)generate README.md, the model card, of a trained checkpoint folder."
-PUBLISH_HELP = "Upload a trained checkpoint folder (model, processor, card, plots) to the Hugging Face Hub."
 
 
 __all__ = [
-    "PublishError",
     "add_card_arguments",
-    "add_publish_arguments",
     "build_model_card",
     "card_context",
     "count_parameters",
-    "create_hub_repo",
-    "publish",
+    "read_json",
+    "require_key",
     "run_card_command",
-    "run_publish_command",
-    "repository_files",
     "write_model_card",
 ]
