@@ -1,0 +1,211 @@
+"""`load_fer_dataset`: reads a source, checks its samples, splits them, and builds the `DatasetDict`."""
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from ..configuration_vit_fer import FER_LABELS
+from .checks import check_images, check_labels_and_splits
+from .files import MODALITIES, BadSample, report_bad_samples
+from .layouts import (
+    LAYOUTS,
+    MANIFEST_NAMES,
+    Record,
+    detect_layout,
+    folder_records,
+    ktfe_records,
+    manifest_records,
+    modality_present,
+    records_from_dataset,
+    resolve_modalities,
+)
+from .splits import SPLITS, split_indices
+
+
+# The package's one logger, as in `files`.
+logger = logging.getLogger(__package__)
+
+
+def load_fer_dataset(
+    path_or_dataset: str | os.PathLike | datasets.Dataset | datasets.DatasetDict,
+    *,
+    layout: str = "auto",
+    rgb_column: str = "rgb",
+    thermal_column: str = "thermal",
+    label_column: str = "label",
+    subject_column: str = "subject",
+    split_column: str = "split",
+    modalities: Sequence[str] | None = None,
+    label_names: Sequence[str] | None = None,
+    validation_size: float = 0.1,
+    test_size: float = 0.1,
+    seed: int = 42,
+    split_by_subject: bool | None = None,
+    skip_bad_samples: bool = False,
+    verify_images: bool = True,
+) -> datasets.DatasetDict:
+    """
+    Loads RGB, thermal or paired RGB + thermal FER data into a `DatasetDict` with splits train / validation /
+    test (a split is left out when it would be empty).
+
+    Args:
+        path_or_dataset (`str`, `os.PathLike`, `datasets.Dataset` or `datasets.DatasetDict`):
+            A folder (folder, manifest or KTFE layout), a manifest file, a dataset, or a dataset name for
+            `datasets.load_dataset` (with `layout="dataset"`).
+        layout (`str`, *optional*, defaults to `"auto"`):
+            One of `"auto"`, `"folder"`, `"manifest"`, `"ktfe"`, `"dataset"` (see the `vit_fer.data` docstring).
+            `"auto"` picks the manifest when a folder holds `manifest.csv`/`manifest.jsonl`.
+        rgb_column, thermal_column, label_column, subject_column, split_column (`str`, *optional*):
+            Column names in manifests and datasets.
+        modalities (`Sequence[str]`, *optional*):
+            Modalities to load (`("rgb",)`, `("thermal",)` or both); defaults to every modality the data has.
+            Files of a modality not loaded are not read and need no partner.
+        label_names (`Sequence[str]`, *optional*):
+            Names of integer labels (in manifests, or in a dataset label column that is not a `ClassLabel`).
+        validation_size (`float`, *optional*, defaults to 0.1):
+            Fraction of the data for validation when the data gives no validation split.
+        test_size (`float`, *optional*, defaults to 0.1):
+            Fraction of the data for test when the data gives no test split.
+        seed (`int`, *optional*, defaults to 42):
+            Seed of the split.
+        split_by_subject (`bool`, *optional*):
+            Keep each subject in one split, so no person is both trained and tested on. Defaults to `True` when
+            subject ids exist; a stratified split by label is used otherwise.
+        skip_bad_samples (`bool`, *optional*, defaults to `False`):
+            Leave out bad samples (unpaired, unreadable or truncated files, unknown labels, pairs of different
+            sizes) with a logged count, instead of raising `BadDataError` listing them.
+        verify_images (`bool`, *optional*, defaults to `True`):
+            Decode every image once to catch truncated files; `False` reads only headers (faster, and still checks
+            that the files open and that pairs have equal sizes).
+
+    Returns:
+        `datasets.DatasetDict`
+    """
+    columns = {
+        "rgb": rgb_column,
+        "thermal": thermal_column,
+        "label": label_column,
+        "subject": subject_column,
+        "split": split_column,
+    }
+    if layout not in LAYOUTS:
+        raise ValueError(f"`layout` must be one of {LAYOUTS}, got {layout!r}.")
+    bad: list[BadSample] = []
+    if isinstance(path_or_dataset, (datasets.Dataset, datasets.DatasetDict)) or layout == "dataset":
+        source = path_or_dataset
+        if not isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
+            source = datasets.load_dataset(str(source))
+        records, image_features = records_from_dataset(source, columns, modalities, bad)
+        source_name = "the dataset"
+    else:
+        # Absolute paths keep the dataset usable from any working directory.
+        path = Path(path_or_dataset).absolute()
+        if not path.exists():
+            raise FileNotFoundError(f"`path_or_dataset` {path} does not exist.")
+        source_name = str(path)
+        if path.is_file():
+            if layout not in ("auto", "manifest"):
+                raise ValueError(f"`layout={layout!r}` needs a folder, got the file {path}.")
+            layout = "manifest"
+        elif layout == "auto":
+            layout = detect_layout(path)
+        if layout == "manifest":
+            manifest = (
+                path if path.is_file() else next((path / n for n in MANIFEST_NAMES if (path / n).is_file()), None)
+            )
+            if manifest is None:
+                raise ValueError(f"Manifest layout: {path} holds none of {MANIFEST_NAMES}.")
+            records, modalities = manifest_records(manifest, columns, modalities, bad)
+        else:
+            present = [m for m in MODALITIES if modality_present(path, m, layout)]
+            modalities = resolve_modalities(modalities, present, str(path))
+            scan = folder_records if layout == "folder" else ktfe_records
+            records = scan(path, modalities, bad)
+        image_features = {m: datasets.Value("string") for m in modalities}
+
+    records = check_labels_and_splits(records, bad, label_names)
+    records = check_images(records, list(image_features), verify_images, bad)
+    report_bad_samples(bad, source_name, skip_bad_samples)
+    if not records:
+        raise ValueError(f"No usable samples in {source_name}.")
+    return _split_records(records, image_features, validation_size, test_size, seed, split_by_subject)
+
+
+def _split_records(
+    records: list[Record],
+    image_features: Mapping[str, Any],
+    validation_size: float,
+    test_size: float,
+    seed: int,
+    split_by_subject: bool | None,
+) -> datasets.DatasetDict:
+    subjects = [r.subject for r in records]
+    has_subject = any(s is not None for s in subjects)
+    if has_subject and not all(s is not None for s in subjects):
+        raise ValueError(
+            f"{sum(s is None for s in subjects)} of {len(records)} samples have no subject id: give every sample one "
+            "or none, so a subject-wise split is possible."
+        )
+    if split_by_subject and not has_subject:
+        raise ValueError("`split_by_subject=True` needs subject ids, and the data has none.")
+    by_subject = has_subject if split_by_subject is None else split_by_subject
+    given = [r.split for r in records]
+    if any(s is not None for s in given) and not all(s is not None for s in given):
+        raise ValueError("Some samples have a split and others none: give every sample a split or none.")
+
+    # Augmented copies never decide a split: they follow their original into train, or are left out.
+    primary = [i for i, r in enumerate(records) if not r.augmented]
+    assignment = split_indices(
+        [FER_LABELS.index(records[i].label) for i in primary],
+        groups=[records[i].subject for i in primary] if by_subject else None,
+        given=[records[i].split for i in primary] if given[0] is not None else None,
+        validation_size=validation_size,
+        test_size=test_size,
+        seed=seed,
+    )
+    indices = {split: [primary[i] for i in members] for split, members in assignment.items()}
+    held_out_groups = {records[i].group for split in ("validation", "test") for i in indices.get(split, [])}
+    held_out_subjects = {records[i].subject for split in ("validation", "test") for i in indices.get(split, [])}
+    copies = [i for i, r in enumerate(records) if r.augmented]
+    leaking = [
+        i
+        for i in copies
+        if records[i].group in held_out_groups or (by_subject and records[i].subject in held_out_subjects)
+    ]
+    if leaking:
+        logger.warning(
+            "Left out %d augmented copies whose originals are in validation or test (they would leak them into "
+            "training).",
+            len(leaking),
+        )
+    indices.setdefault("train", []).extend(sorted(set(copies) - set(leaking)))
+
+    if by_subject and given[0] is not None:
+        train_subjects = {records[i].subject for i in indices.get("train", [])}
+        overlap = train_subjects & held_out_subjects
+        if overlap:
+            logger.warning("The given splits share %d subjects between train and validation/test.", len(overlap))
+    return datasets.DatasetDict(
+        {
+            split: _dataset_from_records([records[i] for i in indices[split]], image_features, has_subject)
+            for split in SPLITS
+            if indices.get(split)
+        }
+    )
+
+
+def _dataset_from_records(
+    records: list[Record], image_features: Mapping[str, Any], has_subject: bool
+) -> datasets.Dataset:
+    columns: dict[str, list] = {m: [getattr(r, m) for r in records] for m in image_features}
+    features = dict(image_features)
+    columns["label"] = [FER_LABELS.index(r.label) for r in records]
+    features["label"] = datasets.ClassLabel(names=list(FER_LABELS))
+    if has_subject:
+        columns["subject"] = [r.subject for r in records]
+        features["subject"] = datasets.Value("string")
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
