@@ -21,6 +21,7 @@ from .optimization import get_parameter_groups
 logger = logging.getLogger(__name__)
 
 STRATEGIES = ("classifier_only", "full", "progressive")
+MALLOC_POLICY_CHOICES = ("auto", *MALLOC_POLICIES)
 
 
 @dataclass
@@ -102,10 +103,8 @@ class FERTrainingArguments(TrainingArguments):
                 "`cache_features` needs a frozen backbone: use it with strategy='classifier_only', "
                 f"got strategy={self.strategy!r}."
             )
-        if self.malloc_policy not in ("auto", *MALLOC_POLICIES):
-            raise ValueError(
-                f"`malloc_policy` must be one of {('auto', *MALLOC_POLICIES)}, got {self.malloc_policy!r}."
-            )
+        if self.malloc_policy not in MALLOC_POLICY_CHOICES:
+            raise ValueError(f"`malloc_policy` must be one of {MALLOC_POLICY_CHOICES}, got {self.malloc_policy!r}.")
         if self.metric_for_best_model not in (None, "macro_f1", "uar", "accuracy", "loss"):
             raise ValueError(
                 "`metric_for_best_model` must be one of macro_f1, uar, accuracy, loss (validation metrics), "

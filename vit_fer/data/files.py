@@ -16,8 +16,7 @@ import numpy as np
 from ..thermal import is_image_file
 
 
-# The package's one logger: log lines keep the name `vit_fer.data` they had when the package was one module.
-logger = logging.getLogger(__package__)
+logger = logging.getLogger(__name__)
 
 MODALITIES = ("rgb", "thermal")
 

@@ -26,8 +26,7 @@ from .layouts import (
 from .splits import SPLITS, split_indices
 
 
-# The package's one logger, as in `files`.
-logger = logging.getLogger(__package__)
+logger = logging.getLogger(__name__)
 
 
 def load_fer_dataset(
