@@ -8,7 +8,7 @@ test split, and writes a complete, shareable model folder.
     python train.py args.yaml                         # the same arguments from a YAML or JSON file
     torchrun --nproc_per_node 2 train.py ...          # or `accelerate launch`: several processes
 
-See `python train.py --help` for every argument.
+vit-fer's options (model, data, fine-tuning strategy) come first below; the Trainer's own options follow.
 """
 
 import json
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import EarlyStoppingCallback, HfArgumentParser, set_seed
+from transformers import EarlyStoppingCallback, set_seed
 from transformers.image_processing_utils import ImageProcessingMixin
 
 import vit_fer
@@ -33,6 +33,7 @@ from vit_fer import (
     load_fer_dataset,
     load_fer_metric,
 )
+from vit_fer.arguments import FERArgumentParser
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 from vit_fer.hub import create_hub_repo, publish
 from vit_fer.model_card import write_model_card
@@ -79,6 +80,8 @@ DEMO_ARGUMENTS = {
 class ModelArguments:
     """Which model to build and from which checkpoint."""
 
+    _argument_group_name = "model (vit-fer)"
+
     model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -123,6 +126,8 @@ class ModelArguments:
 class DataArguments:
     """Where the data comes from and how it is split and shown to the model."""
 
+    _argument_group_name = "data (vit-fer)"
+
     dataset_dir: str | None = field(
         default=None,
         metadata={
@@ -152,7 +157,11 @@ class DataArguments:
 
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FERTrainingArguments]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, FERTrainingArguments), description=__doc__)
+    parser = FERArgumentParser(
+        (ModelArguments, DataArguments, FERTrainingArguments),
+        description=__doc__,
+        usage="python train.py [--OPTION VALUE ...] | python train.py ARGS.yaml | python train.py ARGS.json",
+    )
     if not argv:
         print("No arguments: running the offline demo, i.e. python train.py " + " ".join(
             f"--{key} {value}" for key, value in DEMO_ARGUMENTS.items()

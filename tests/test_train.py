@@ -254,3 +254,23 @@ def test_output_folder_is_a_complete_hub_repository(data_dir, tmp_path):
         assert reported[(split, "accuracy")] == pytest.approx(results[f"{prefix}_accuracy"])
         assert reported[(split, "f1")] == pytest.approx(results[f"{prefix}_macro_f1"])
         assert reported[(split, "recall")] == pytest.approx(results[f"{prefix}_uar"])
+
+
+def test_help_lists_vit_fer_options_first_grouped_and_examples_on_their_own_lines(capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    headings = [line.rstrip(":") for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings[-4:] == [
+        "model (vit-fer)", "data (vit-fer)", "fine-tuning strategy (vit-fer)",
+        "Trainer options (transformers.TrainingArguments; vit-fer's defaults where they differ)",
+    ]  # fmt: skip
+    groups = text.split("\n\n")
+    trainer_group = next(index for index, part in enumerate(groups) if part.startswith("Trainer options"))
+    for option in ("--mode", "--dataset_dir", "--strategy", "--backbone_lr_multiplier"):
+        assert option in "\n\n".join(groups[:trainer_group]), option
+    assert "--learning_rate" in "\n\n".join(groups[trainer_group:])
+    # The examples keep their lines; the usage is one line, not every option.
+    assert "\n    python train.py args.yaml" in text
+    assert text.splitlines()[0].startswith("usage: python train.py") and "--mode" not in text.splitlines()[0]
