@@ -198,6 +198,13 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
             loaded.freeze_backbone()
         return model
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The patch embedding of the encoder reading `pixel_values` (the model's main input), as
+        `ViTForImageClassification` returns it. Multi-encoder models follow transformers' dual encoders (CLIP's
+        `get_input_embeddings` is its main-input tower's): a late-fusion thermal encoder's patch embedding is
+        `model.encoder_for("thermal").get_input_embeddings()`."""
+        return self.backbone_modules()[0].get_input_embeddings()
+
     # -- backbone freezing ---------------------------------------------------------------------------------------
 
     def backbone_modules(self) -> list[ViTModel]:
@@ -312,11 +319,14 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
         output_hidden_states: bool | None,
         interpolate_pos_encoding: bool | None,
     ):
+        # Only flags the caller set are passed: the encoder's output capturing reads `config.output_attentions` and
+        # `config.output_hidden_states` for the others, as in `ViTForImageClassification` (an explicit `None` would
+        # override the config).
+        flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
         outputs = encoder(
             pixel_values,
             interpolate_pos_encoding=interpolate_pos_encoding,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+            **{name: value for name, value in flags.items() if value is not None},
         )
         # The in21k checkpoints are fine-tuned on the final [CLS] token, without their pooler.
         return outputs.last_hidden_state[:, 0], outputs
