@@ -331,7 +331,9 @@ def test_bad_inputs_raise_clear_errors(checkpoint):
         (rgb, dict(pixel_values=good, thermal_pixel_values=good), "reads one modality"),
         (rgb, dict(pixel_values=good, labels=torch.tensor([0, 7])), r"`labels` must lie in \[0, 7\)"),
         (rgb, dict(pixel_values=good, labels=torch.tensor([[0], [1]])), r"`labels` must have shape \(2,\)"),
-        (rgb, dict(pixel_values=good, labels=torch.tensor([0.0, 1.0])), "integer class indices"),
+        # Once a model has trained on class indices, float labels can only be class probabilities (soft labels).
+        (rgb, dict(pixel_values=good, labels=torch.tensor([0.0, 1.0])), r"class probabilities .* of shape \(2, 7\)"),
+        (rgb, dict(pixel_values=good, labels=torch.full((2, 7), 0.5)), "summing to 1"),
         (early, dict(pixel_values=good), "`thermal_pixel_values` is missing"),
         (early, dict(pixel_values=good, thermal_pixel_values=torch.randn(3, 3, 32, 32)), r"expected batch size 2"),
         (early, dict(pixel_values=good, thermal_pixel_values=torch.randn(2, 1, 32, 32)), "must have 3 channels"),

@@ -45,6 +45,11 @@ class _FERConfigBase(ViTConfig):
     r"""
     Fields shared by the three vit-fer configurations, on top of `ViTConfig`'s.
 
+    `problem_type` (a field of every transformers config) chooses the loss as for transformers' image classifiers:
+    `"single_label_classification"` (class indices, or class probabilities as soft labels, e.g. FER+ votes),
+    `"multi_label_classification"` (multi-hot labels, e.g. compound expressions) or `"regression"` (`num_labels`
+    targets, e.g. valence and arousal; `num_labels=1` is allowed for it). Unset, it is inferred from the first labels.
+
     classifier_hidden_size (`int`, *optional*, defaults to 384):
         Width of the hidden layer of the classification head
         (LayerNorm → Dropout → Linear → GELU → Dropout → Linear).
@@ -89,8 +94,11 @@ class _FERConfigBase(ViTConfig):
         _check_positive("classifier_hidden_size", self.classifier_hidden_size)
         _check_probability("classifier_dropout", self.classifier_dropout)
         _check_probability("classifier_output_dropout", self.classifier_output_dropout)
-        if self.num_labels < 2:
-            raise ValueError(f"`num_labels` must be at least 2 for expression classification, got {self.num_labels}.")
+        if self.num_labels < 1 or (self.num_labels == 1 and self.problem_type not in (None, "regression")):
+            raise ValueError(
+                f"`num_labels` must be at least 2 for {self.problem_type or 'classification'} (1 only for "
+                f"problem_type='regression'), got {self.num_labels}."
+            )
 
 
 @strict

@@ -50,7 +50,7 @@ class FERClassifierOutput(ImageClassifierOutput):
     Output of the vit-fer models: [`~transformers.modeling_outputs.ImageClassifierOutput`] plus what fusion adds.
 
     loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is provided):
-        Cross-entropy of `logits` against `labels`.
+        The loss of `config.problem_type` (see [`fer_loss`]) of `logits` against `labels`.
     logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
         Class scores before softmax. For prediction fusion, the log of the fused class probabilities.
     hidden_states, attentions:
@@ -104,21 +104,75 @@ def check_pixel_values(
         raise ValueError(f"`{name}` holds NaN or infinite values.")
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torch.Tensor:
-    """Cross-entropy with the label checks a user needs: one integer label in [0, num_labels) per sample."""
-    if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
+def infer_problem_type(config: _FERConfigBase, labels: torch.Tensor) -> str:
+    """`config.problem_type`, set from `labels` when unset by transformers' rule (see [`fer_loss`])."""
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif not (labels.dtype.is_floating_point or labels.dtype == torch.bool):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    return config.problem_type
+
+
+def fer_loss(logits: torch.Tensor, labels: torch.Tensor, config: _FERConfigBase) -> torch.Tensor:
+    """The loss of every vit-fer model, chosen by `config.problem_type` as in transformers' image classifiers.
+
+    - `"single_label_classification"`: cross-entropy; `labels` are class indices of shape `(batch,)`, or class
+      probabilities of shape `(batch, num_labels)` (soft labels, e.g. FER+ vote distributions).
+    - `"multi_label_classification"`: binary cross-entropy with logits; `labels` are multi-hot floats
+      `(batch, num_labels)`.
+    - `"regression"`: mean squared error; `labels` are floats `(batch,)` for one target, `(batch, num_labels)`.
+
+    With `problem_type=None` the type is inferred once from the first labels and stored in the config, by
+    transformers' rule: `num_labels == 1` → regression, integer labels → single-label, float labels → multi-label.
+    Soft labels therefore need `problem_type="single_label_classification"` set explicitly.
+    """
+    num_labels, batch_size = config.num_labels, logits.shape[0]
+    problem_type = infer_problem_type(config, labels)
+    labels = labels.to(logits.device)
+    if problem_type == "single_label_classification" and labels.dtype.is_floating_point:
+        expected = (batch_size, num_labels)
+        if tuple(labels.shape) != expected:
+            raise ValueError(
+                f"Float `labels` for single_label_classification are class probabilities (soft labels) of shape "
+                f"{expected}, got shape {tuple(labels.shape)}; pass class indices as integers."
+            )
+        # The range check reads the labels on the host, which a compiled graph cannot do without breaking.
+        sums = labels.sum(-1)
+        valid = labels.min() >= 0 and torch.allclose(sums, torch.ones_like(sums), atol=1e-3)
+        if not torch.compiler.is_compiling() and not valid:
+            raise ValueError("Soft `labels` must be probability vectors: non-negative, each row summing to 1.")
+        return nn.functional.cross_entropy(logits.float(), labels.float())
+    if problem_type == "single_label_classification":
+        if labels.ndim != 1 or labels.shape[0] != batch_size:
+            raise ValueError(
+                f"`labels` must have shape ({batch_size},) — one class index per sample — "
+                f"got shape {tuple(labels.shape)}."
+            )
+        if labels.dtype == torch.bool:
+            raise ValueError(f"`labels` must hold integer class indices, got dtype {labels.dtype}.")
+        if not torch.compiler.is_compiling() and labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
+            raise ValueError(
+                f"`labels` must lie in [0, {num_labels}), got values from {labels.min().item()} to "
+                f"{labels.max().item()}."
+            )
+        return nn.functional.cross_entropy(logits.float(), labels)
+    expected = (batch_size, num_labels)
+    if problem_type == "regression" and num_labels == 1 and labels.ndim == 1:
+        expected = (batch_size,)
+        logits = logits.squeeze(-1)
+    if tuple(labels.shape) != expected:
         raise ValueError(
-            f"`labels` must have shape ({logits.shape[0]},) — one class index per sample — "
-            f"got shape {tuple(labels.shape)}."
+            f"`labels` for {problem_type} must have shape {expected} (one value per sample and "
+            f"{'target' if problem_type == 'regression' else 'class'}), got shape {tuple(labels.shape)}."
         )
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"`labels` must hold integer class indices, got dtype {labels.dtype}.")
-    # The range check reads the labels on the host, which a compiled graph cannot do without breaking.
-    if not torch.compiler.is_compiling() and labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
-        raise ValueError(
-            f"`labels` must lie in [0, {num_labels}), got values from {labels.min().item()} to {labels.max().item()}."
-        )
-    return nn.functional.cross_entropy(logits.float(), labels)
+    if problem_type == "multi_label_classification":
+        if not torch.compiler.is_compiling() and ((labels < 0) | (labels > 1)).any():
+            raise ValueError("Multi-label `labels` must be multi-hot values in [0, 1].")
+        return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+    return nn.functional.mse_loss(logits.float(), labels.float())
 
 
 class FERClassificationHead(nn.Module):
@@ -168,6 +222,22 @@ class WeightedPredictionFusion(nn.Module):
 
     def forward(self, present: torch.Tensor) -> torch.Tensor:
         return self.modality_logits.expand_as(present).masked_fill(~present, float("-inf")).softmax(dim=-1)
+
+
+def fuse_predictions(head_logits: torch.Tensor, weights: torch.Tensor, config: _FERConfigBase) -> torch.Tensor:
+    """Prediction fusion of per-modality head outputs `(batch, 2, num_labels)` with modality `weights` `(batch, 2)`:
+    the weighted mean of what each head predicts for `config.problem_type`, given back as logits of that type —
+    the log of the mixed class probabilities (so cross-entropy on them is the mixture's NLL), the log-odds of the
+    mixed per-class probabilities (multi-label), or the mixed values themselves (regression)."""
+    weights = weights.unsqueeze(-1)
+    problem_type = config.problem_type or ("regression" if config.num_labels == 1 else "single_label_classification")
+    if problem_type == "regression":
+        return (weights * head_logits).sum(dim=1)
+    if problem_type == "multi_label_classification":
+        fused = (weights * head_logits.sigmoid()).sum(dim=1)
+        return torch.logit(fused, eps=torch.finfo(fused.dtype).eps)
+    fused = (weights * head_logits.softmax(-1)).sum(dim=1)
+    return fused.clamp_min(torch.finfo(fused.dtype).tiny).log()
 
 
 class ViTFERPreTrainedModel(ViTPreTrainedModel):
@@ -266,8 +336,9 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
         thermal_pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
             Fusion models: thermal images registered to the RGB ones (optional for [`LateFusionViT`]). A thermal
             [`ViTForFER`] accepts its images here too, so that one batch format serves every model.
-        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
-            Class indices in `[0, config.num_labels)`; when given, the cross-entropy loss is returned.
+        labels (`torch.Tensor` of shape `(batch_size,)` or `(batch_size, num_labels)`, *optional*):
+            As `config.problem_type` expects (see [`fer_loss`]): class indices in `[0, config.num_labels)`, class
+            probabilities (soft labels), multi-hot floats, or regression targets; when given, the loss is returned.
         encoder_features (`torch.FloatTensor`, *optional*):
             The encoders' final [CLS] features as [`~ViTFERPreTrainedModel.extract_features`] returns them, given
             instead of images to train the head on cached features while the backbone is frozen.
@@ -280,9 +351,11 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
             features, present, encoder_outputs = self._encode(
                 pixel_values, thermal_pixel_values, output_attentions, output_hidden_states, interpolate_pos_encoding
             )
+        if labels is not None:  # before classifying: prediction fusion mixes the heads as the problem type needs
+            infer_problem_type(self.config, labels)
         logits, fusion_outputs = self._classify(features, present)
 
-        loss = classification_loss(logits, labels, self.config.num_labels) if labels is not None else None
+        loss = fer_loss(logits, labels, self.config) if labels is not None else None
         output = FERClassifierOutput(loss=loss, logits=logits, **encoder_outputs, **fusion_outputs)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
@@ -560,10 +633,7 @@ class LateFusionViT(ViTFERPreTrainedModel):
             weights = self.fusion(present)
         else:
             weights = present.to(features.dtype) / present.sum(dim=1, keepdim=True)
-        probabilities = torch.stack([rgb_logits.softmax(-1), thermal_logits.softmax(-1)], dim=1)
-        fused = (weights.unsqueeze(-1) * probabilities).sum(dim=1)
-        # The log of the fused probabilities, so that cross-entropy on these logits is the NLL of the mixture.
-        logits = fused.clamp_min(torch.finfo(fused.dtype).tiny).log()
+        logits = fuse_predictions(torch.stack([rgb_logits, thermal_logits], dim=1), weights, self.config)
         outputs = {"rgb_logits": rgb_logits, "thermal_logits": thermal_logits}
         if self.config.prediction_fusion == "weighted":
             outputs["modality_weights"] = weights
@@ -680,6 +750,7 @@ __all__ = [
     "ViTFERPreTrainedModel",
     "ViTForFER",
     "backbone_config",
+    "fer_loss",
     "load_pretrained_backbone",
     "widen_patch_embedding",
 ]
