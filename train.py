@@ -34,6 +34,7 @@ from vit_fer import (
     load_fer_metric,
 )
 from vit_fer.arguments import FERArgumentParser
+from vit_fer.calibration import calibrate_after_training
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 from vit_fer.hub import create_hub_repo, publish
 from vit_fer.model_card import write_model_card
@@ -337,7 +338,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
 
     metrics = {**train_result.metrics}
     metrics.update(trainer.evaluate(metric_key_prefix="eval"))
-    confusion = None
+    confusion = prediction = None
     if "test" in splits:
         prediction = trainer.predict(splits["test"], metric_key_prefix="test")
         metrics.update(prediction.metrics)
@@ -347,6 +348,15 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
             num_labels=model.config.num_labels,
         )["confusion_matrix"]
 
+    # The temperature goes into the config before saving; the reliability diagram shows test before and after.
+    metrics.update(
+        calibrate_after_training(
+            trainer.model,
+            trainer.predict(splits["validation"], metric_key_prefix="eval"),
+            prediction,
+            output_dir if trainer.is_world_process_zero() else None,
+        )
+    )
     trainer.save_model()  # the best checkpoint on validation: weights, config with auto_map, code, processor
     if trainer.is_world_process_zero():
         for split in ("train", "eval", "test"):

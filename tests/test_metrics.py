@@ -7,7 +7,7 @@ from tiny_models import make_inputs, write_tiny_vit
 from transformers import EvalPrediction, Trainer, TrainingArguments
 
 from vit_fer import FER_LABELS, ViTFERConfig, create_multimodal_vit_model
-from vit_fer.evaluation import build_compute_metrics, load_fer_metric
+from vit_fer.evaluation import build_compute_metrics, load_calibration_metric, load_fer_metric
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +69,15 @@ def test_compute_metrics_flattens_to_scalars_per_label(fer_metric):
     metrics = build_compute_metrics(id2label)(EvalPrediction(predictions=(logits, modality_weights), label_ids=labels))
 
     expected = fer_metric.compute(predictions=logits.argmax(-1), references=labels, num_labels=len(FER_LABELS))
-    assert metrics == {
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    calibration = load_calibration_metric().compute(predictions=probabilities, references=labels, num_bins=15)
+    assert metrics == pytest.approx({
         "accuracy": expected["accuracy"],
         "macro_f1": expected["macro_f1"],
         "uar": expected["uar"],
         **{f"recall_{label}": recall for label, recall in zip(FER_LABELS, expected["per_class_recall"])},
-    }
+        **{key: calibration[key] for key in ("ece", "nll", "brier")},
+    })
     assert all(isinstance(value, float) for value in metrics.values())
 
 

@@ -64,11 +64,14 @@ def test_train_writes_a_complete_evaluated_model_folder(data_dir, tmp_path, stra
     for name in (
         "model.safetensors", "config.json", "modeling_vit_fer.py", "configuration_vit_fer.py",
         "preprocessor_config.json", "image_processing_vit_fer.py", "eval_results.json", "test_results.json",
-        "confusion_matrix.png", "learning_curves.png", "README.md", "run_config.json",
+        "confusion_matrix.png", "learning_curves.png", "README.md", "run_config.json", "reliability_diagram.png",
     ):  # fmt: skip
         assert (output_dir / name).is_file(), name
     config = json.loads((output_dir / "config.json").read_text())
     assert set(config["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForImageClassification"}
+    # The temperature fitted on validation travels in the config; test calibration is reported before and after.
+    assert config["calibration_temperature"] == pytest.approx(metrics["calibration_temperature"])
+    assert {"test_ece", "test_calibrated_ece", "eval_nll", "test_calibrated_brier"} <= set(saved)
 
     # The folder holds the best checkpoint on validation, in weights that load back exactly.
     state = json.loads(next(output_dir.glob("checkpoint-*/trainer_state.json")).read_text())

@@ -63,6 +63,11 @@ class _FERConfigBase(ViTConfig):
     check_inputs_finite (`bool`, *optional*, defaults to `False`):
         Whether `forward` raises on NaN or infinite pixel values. Off by default: the check synchronises with the
         device on every call.
+    calibration_temperature (`float`, *optional*, defaults to 1.0):
+        Temperature scaling (Guo et al., 2017): calibrated class probabilities are `softmax(logits / T)`. Fitted on
+        the validation split at the end of training (`vit_fer.calibration.fit_temperature`); 1.0 is uncalibrated.
+        `forward` always returns the raw logits; the FER pipeline and `vit-fer predict` report calibrated
+        probabilities.
     """
 
     # Outputs beyond the logits that the `Trainer` must not gather as predictions.
@@ -81,6 +86,7 @@ class _FERConfigBase(ViTConfig):
     classifier_output_dropout: float = 0.05
     freeze_backbone: bool = False
     check_inputs_finite: bool = False
+    calibration_temperature: float = 1.0
 
     def __post_init__(self, **kwargs):
         # The FER label names are the default only for the 7-class problem; any other `num_labels` keeps
@@ -94,6 +100,10 @@ class _FERConfigBase(ViTConfig):
         _check_positive("classifier_hidden_size", self.classifier_hidden_size)
         _check_probability("classifier_dropout", self.classifier_dropout)
         _check_probability("classifier_output_dropout", self.classifier_output_dropout)
+        if not 0.0 < self.calibration_temperature < float("inf"):
+            raise ValueError(
+                f"`calibration_temperature` must be a positive finite number, got {self.calibration_temperature!r}."
+            )
         if self.num_labels < 1 or (self.num_labels == 1 and self.problem_type not in (None, "regression")):
             raise ValueError(
                 f"`num_labels` must be at least 2 for {self.problem_type or 'classification'} (1 only for "

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The FER metrics of the package's `evaluate` module, and the `compute_metrics` function the `Trainer` calls."""
+"""The FER and calibration metrics of the package's `evaluate` modules, and the `compute_metrics` function the
+`Trainer` calls."""
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +23,9 @@ from transformers import EvalPrediction
 
 
 FER_METRIC_PATH = Path(__file__).parent / "metrics" / "fer_metrics"
+CALIBRATION_METRIC_PATH = Path(__file__).parent / "metrics" / "calibration"
+CALIBRATION_BINS = 15
+"""Equal-width confidence bins of the expected calibration error (ECE) that vit-fer reports."""
 
 
 def load_fer_metric() -> evaluate.EvaluationModule:
@@ -30,11 +34,26 @@ def load_fer_metric() -> evaluate.EvaluationModule:
     return evaluate.load(str(FER_METRIC_PATH))
 
 
+def load_calibration_metric() -> evaluate.EvaluationModule:
+    """Loads the calibration metrics (ece, nll, brier and the reliability-diagram bins) shipped with vit-fer.
+    `compute(predictions=<probabilities>, references=..., num_bins=15)` scores them."""
+    return evaluate.load(str(CALIBRATION_METRIC_PATH))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of `logits` (last axis), computed stably in float64."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = shifted - shifted.max(axis=-1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
 def build_compute_metrics(id2label: Mapping[int, str]) -> Callable[[EvalPrediction], dict[str, float]]:
     """A `compute_metrics` for `Trainer`: argmax of the logits, scored by [`load_fer_metric`].
 
-    It returns scalars only, the values every Trainer logger records: `accuracy`, `macro_f1`, `uar` and one
-    `recall_<label>` per class (e.g. `recall_disgust`). The confusion matrix is not among them — TensorBoard and
+    It returns scalars only, the values every Trainer logger records: `accuracy`, `macro_f1`, `uar`, one
+    `recall_<label>` per class (e.g. `recall_disgust`), and the calibration of the softmax probabilities of the raw
+    logits: `ece` (15 equal-width bins), `nll` and `brier` (see [`load_calibration_metric`]). The confusion matrix is not among them — TensorBoard and
     MLflow drop non-scalar values with a warning at each evaluation; compute it from `trainer.predict(...)` with
     [`load_fer_metric`].
 
@@ -48,6 +67,7 @@ def build_compute_metrics(id2label: Mapping[int, str]) -> Callable[[EvalPredicti
     if len(set(recall_keys)) != num_labels:
         raise ValueError(f"`id2label` names must be distinct, got {list(id2label.values())}.")
     metric = load_fer_metric()
+    calibration = load_calibration_metric()
 
     def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
         logits = eval_prediction.predictions
@@ -62,11 +82,15 @@ def build_compute_metrics(id2label: Mapping[int, str]) -> Callable[[EvalPredicti
         results = metric.compute(
             predictions=logits.argmax(axis=-1), references=eval_prediction.label_ids, num_labels=num_labels
         )
+        calibrated = calibration.compute(
+            predictions=softmax(logits), references=eval_prediction.label_ids, num_bins=CALIBRATION_BINS
+        )
         return {
             "accuracy": results["accuracy"],
             "macro_f1": results["macro_f1"],
             "uar": results["uar"],
             **dict(zip(recall_keys, results["per_class_recall"])),
+            **{key: calibrated[key] for key in ("ece", "nll", "brier")},
         }
 
     return compute_metrics

@@ -8,7 +8,9 @@
 ```
 
 `modality_weights` appears for late-fusion models that weigh the modalities (attention feature fusion, weighted
-prediction fusion).
+prediction fusion). Scores are calibrated probabilities: `softmax(logits / config.calibration_temperature)`, the
+temperature that training fitted on the validation split (1.0, i.e. the plain softmax, for a model never
+calibrated).
 """
 
 import os
@@ -37,7 +39,8 @@ class FERPipeline(Pipeline):
     an array (thermal formats as `ViTFERImageProcessor` reads them).
 
     Returns, per input, `{"predictions": [{"label", "score"}, ...top_k], "modality_weights": {"rgb", "thermal"}}`
-    (the weights only for models that produce them).
+    (the weights only for models that produce them). Scores are the calibrated probabilities
+    `softmax(logits / config.calibration_temperature)`.
     """
 
     _load_processor = False
@@ -83,8 +86,9 @@ class FERPipeline(Pipeline):
         return {"logits": outputs.logits, "modality_weights": getattr(outputs, "modality_weights", None)}
 
     def postprocess(self, model_outputs: dict[str, torch.Tensor | None], top_k: int = 3) -> dict[str, Any]:
-        # Prediction-fusion logits are log-probabilities: the softmax gives them back unchanged.
-        probabilities = model_outputs["logits"][0].float().softmax(dim=-1)
+        # Prediction-fusion logits are log-probabilities: the softmax gives them back unchanged (at temperature 1).
+        temperature = getattr(self.model.config, "calibration_temperature", 1.0)
+        probabilities = (model_outputs["logits"][0].float() / temperature).softmax(dim=-1)
         scores, indices = probabilities.topk(min(top_k, probabilities.numel()))
         id2label = self.model.config.id2label
         result = {
