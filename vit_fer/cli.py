@@ -110,6 +110,48 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="Saved model folder or Hub id (with its image processor).")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to serve on (0.0.0.0: every interface).")
+    parser.add_argument("--port", type=_positive_int, help="Port (default: Gradio's, 7860 or the next free one).")
+    parser.add_argument("--examples_dir", type=Path, help="Example pairs (rgb/, thermal/); default: synthetic ones.")
+    parser.add_argument("--top_k", type=_positive_int, default=3, help="Number of expressions shown.")
+    parser.add_argument("--device", help="Device to run on, e.g. cpu or cuda:0 (default: the pipeline's choice).")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import launch_demo
+
+    launch_demo(args.model, args.host, args.port, args.examples_dir, args.top_k, args.device)
+    return 0
+
+
+def _add_space_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir", type=Path, help="The trained model's folder.")
+    parser.add_argument("output_dir", type=Path, help="Folder to write the Space to (absent or empty).")
+    parser.add_argument("--repo_id", help="The model's Hub id (default: the hub_model_id of the training run).")
+
+
+def _run_space(args: argparse.Namespace) -> int:
+    from .space import write_space
+
+    print(f"Wrote a Gradio Space to {write_space(args.model_dir, args.output_dir, repo_id=args.repo_id)}")
+    return 0
+
+
+def _add_export_onnx_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir", help="Saved model folder or Hub id.")
+    parser.add_argument("output", type=Path, help="The .onnx file to write; config and processor files go beside it.")
+    parser.add_argument("--opset", type=_positive_int, help="ONNX opset (default: the exporter's).")
+
+
+def _run_export_onnx(args: argparse.Namespace) -> int:
+    from .onnx_export import export_onnx
+
+    print(f"Wrote {export_onnx(args.model_dir, args.output, opset_version=args.opset)}")
+    return 0
+
+
 register_command(
     Command(
         "synthesize",
@@ -124,6 +166,20 @@ register_command(
         "Predict emotions for one RGB/thermal pair or a folder of pairs.",
         _add_predict_arguments,
         _run_predict,
+    )
+)
+register_command(
+    Command("demo", "Serve a Gradio page classifying uploaded RGB/thermal faces.", _add_demo_arguments, _run_demo)
+)
+register_command(
+    Command("space", "Write a Gradio Space for a model (app, requirements, card).", _add_space_arguments, _run_space)
+)
+register_command(
+    Command(
+        "export-onnx",
+        "Export a saved model to ONNX (named inputs, dynamic batch) with its config and processor.",
+        _add_export_onnx_arguments,
+        _run_export_onnx,
     )
 )
 register_command(Command("card", CARD_HELP, add_card_arguments, run_card_command))
@@ -147,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
         # Bad input (files, arguments, data): the message says what and where; a traceback would bury it.
         print(f"vit-fer {args.command}: error: {error}", file=sys.stderr)
         return 1
