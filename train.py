@@ -35,6 +35,7 @@ from vit_fer import (
 )
 from vit_fer.arguments import FERArgumentParser
 from vit_fer.calibration import calibrate_after_training
+from vit_fer.factory import checkpoint_architecture
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 from vit_fer.hub import create_hub_repo, publish
 from vit_fer.model_card import write_model_card
@@ -87,12 +88,21 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "ViT checkpoint whose weights the encoders start from: a Hub id such as "
-            "google/vit-base-patch16-224-in21k, or a folder with a ViTModel / ViTForImageClassification checkpoint. "
-            "Unset: encoders are randomly initialised with the sizes below (training from scratch, as the demo does)."
+            "google/vit-base-patch16-224-in21k, or a folder with a ViTModel / ViTForImageClassification checkpoint; "
+            "or a saved vit-fer model (e.g. outputs/demo) whose fine-tuning continues, in its architecture (a new "
+            "output layer when its labels differ). Unset: encoders are randomly initialised with the sizes below "
+            "(training from scratch, as the demo does)."
         },
     )
-    mode: str = field(default="rgb", metadata={"help": "'rgb', 'thermal' (one modality) or 'combined' (fusion)."})
-    fusion_strategy: str = field(default="early", metadata={"help": "Combined mode: 'early' or 'late' fusion."})
+    mode: str | None = field(
+        default=None,
+        metadata={"help": "'rgb', 'thermal' (one modality) or 'combined' (fusion). Default: a saved vit-fer model's, "
+                  "else 'rgb'."},
+    )
+    fusion_strategy: str | None = field(
+        default=None,
+        metadata={"help": "Combined mode: 'early' or 'late' fusion. Default: a saved vit-fer model's, else 'early'."},
+    )
     fusion_type: str | None = field(
         default=None,
         metadata={"help": "Early: 'concat' or 'add'. Late feature fusion: 'concat', 'add' or 'attention'."},
@@ -143,7 +153,13 @@ class DataArguments:
     thermal_column: str = field(default="thermal", metadata={"help": "Thermal image column."})
     label_column: str = field(default="label", metadata={"help": "Label column."})
     subject_column: str = field(default="subject", metadata={"help": "Subject id column (subject-wise splits)."})
-    image_size: int = field(default=224, metadata={"help": "Side of the square model input in pixels."})
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Side of the square model input in pixels. Default: the checkpoint's resolution (224 from "
+            "scratch); another size resamples the checkpoint's position embeddings once at load."
+        },
+    )
     validation_size: float = field(default=0.1, metadata={"help": "Validation fraction when the data has none."})
     test_size: float = field(default=0.1, metadata={"help": "Test fraction when the data has none."})
     skip_bad_samples: bool = field(
@@ -176,18 +192,16 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FER
 
 
 def build_model(model_args: ModelArguments, data_args: DataArguments, training_args: FERTrainingArguments):
-    """The model of `--mode` / `--fusion_*`, its encoders from `--model_name_or_path` or randomly initialised."""
-    combined = model_args.mode == "combined"
-    overrides = {
-        key: value
-        for key, value in {
-            "prediction_fusion": model_args.prediction_fusion,
-            "modality_dropout": model_args.modality_dropout,
-        }.items()
-        if value is not None
-    }
-    if overrides and not (combined and model_args.fusion_strategy == "late"):
-        raise ValueError(f"{sorted(overrides)} apply to --mode combined --fusion_strategy late only.")
+    """The model of `--mode` / `--fusion_*` (by default a saved vit-fer model's own), its weights from
+    `--model_name_or_path` or randomly initialised."""
+    path = model_args.model_name_or_path
+    design = ("mode", "fusion_strategy", "fusion_type", "fusion_layer", "prediction_fusion", "modality_dropout")
+    overrides = checkpoint_architecture(path, **{key: getattr(model_args, key) for key in design})
+    late_only = sorted(key for key in ("prediction_fusion", "modality_dropout") if getattr(model_args, key) is not None)
+    mode, fusion_strategy = overrides.pop("mode", "rgb"), overrides.pop("fusion_strategy", "early")
+    combined = mode == "combined"
+    if late_only and not (combined and fusion_strategy == "late"):
+        raise ValueError(f"{late_only} apply to --mode combined --fusion_strategy late only.")
     if model_args.model_name_or_path is None:
         overrides.update(
             hidden_size=model_args.hidden_size,
@@ -196,16 +210,17 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, training_a
             intermediate_size=model_args.intermediate_size,
             patch_size=model_args.patch_size,
         )
+    if data_args.image_size is not None:
+        overrides["image_size"] = data_args.image_size
     model = create_multimodal_vit_model(
-        mode=model_args.mode,
-        fusion_strategy=model_args.fusion_strategy if combined else "early",
-        fusion_type=model_args.fusion_type,
-        fusion_layer=model_args.fusion_layer,
-        model_name=model_args.model_name_or_path,
+        mode=mode,
+        fusion_strategy=fusion_strategy if combined else "early",
+        fusion_type=overrides.pop("fusion_type", None),
+        fusion_layer=overrides.pop("fusion_layer", None),
+        model_name=path,
         num_classes=len(FER_LABELS),
         freeze_backbone=training_args.strategy == "classifier_only",
         dropout_rate=model_args.classifier_dropout,
-        image_size=data_args.image_size,
         attn_implementation=model_args.attn_implementation,
         **overrides,
     )
@@ -285,6 +300,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
     output_dir = Path(training_args.output_dir)
 
     model = build_model(model_args, data_args, training_args)
+    data_args.image_size = model.config.image_size  # the checkpoint's resolution unless --image_size said otherwise
     image_processor = build_image_processor(model_args, data_args)
     dataset = load_data(model, data_args, training_args)
     collator = FERDataCollator()

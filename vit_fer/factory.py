@@ -4,7 +4,9 @@ encoders."""
 import dataclasses
 from os import PathLike
 
-from .configuration_vit_fer import EarlyFusionViTConfig, LateFusionViTConfig, ViTFERConfig
+from transformers import AutoConfig, ViTConfig
+
+from .configuration_vit_fer import EarlyFusionViTConfig, LateFusionViTConfig, ViTFERConfig, _FERConfigBase
 from .modeling_vit_fer import (
     DEFAULT_BACKBONE,
     EarlyFusionViT,
@@ -20,6 +22,42 @@ MODES = ("rgb", "thermal", "combined")
 FUSION_STRATEGIES = ("early", "late")
 # Keyword arguments every transformers config takes beside its fields.
 _CONFIG_KEYWORDS = frozenset({"attn_implementation", "num_labels", "output_attentions"})
+# Fields of a saved model's config that its caller chooses anew when continuing its training.
+_RUN_FIELDS = frozenset({"freeze_backbone", "classifier_dropout", "num_channels"})
+_FUSION_STRATEGY_OF_CONFIG = {EarlyFusionViTConfig: "early", LateFusionViTConfig: "late"}
+
+
+def checkpoint_architecture(model_name: str | PathLike | None, **requested) -> dict:
+    """The [`create_multimodal_vit_model`] arguments that rebuild the architecture of the saved vit-fer model
+    `model_name` (a folder or Hub id) — `mode`, the fusion design, the head and fusion settings — so that its
+    fine-tuning can continue (`create_multimodal_vit_model(model_name=path, **checkpoint_architecture(path))`),
+    with the `requested` arguments that are not `None` on top. For a plain ViT checkpoint (whose weights fit every
+    architecture) or `model_name=None`, just those.
+
+    Raises a `ValueError` when `requested` asks for another `mode` or `fusion_strategy` than the saved model's.
+    """
+    requested = {key: value for key, value in requested.items() if value is not None}
+    config = AutoConfig.from_pretrained(model_name) if model_name is not None else None
+    if not isinstance(config, _FERConfigBase):
+        return requested
+    vit_fields = {field.name for field in dataclasses.fields(ViTConfig)}
+    own = [field.name for field in dataclasses.fields(config) if field.name not in vit_fields | _RUN_FIELDS]
+    architecture = {name: getattr(config, name) for name in own}
+    if isinstance(config, ViTFERConfig):
+        architecture["mode"] = architecture.pop("modality")
+    else:
+        architecture.update(mode="combined", fusion_strategy=_FUSION_STRATEGY_OF_CONFIG[type(config)])
+    conflicting = [
+        key for key in ("mode", "fusion_strategy") if requested.get(key, architecture.get(key)) != architecture.get(key)
+    ]
+    if conflicting:
+        saved = ", ".join(f"{key}={architecture[key]!r}" for key in ("mode", "fusion_strategy") if key in architecture)
+        asked = ", ".join(f"{key}={requested[key]!r}" for key in conflicting)
+        raise ValueError(
+            f"{asked}: {str(model_name)!r} is a saved {type(config).__name__.removesuffix('Config')} model ({saved}). "
+            "Continue its training in its own architecture (leave these unset), or start from a ViT checkpoint."
+        )
+    return {**architecture, **requested}
 
 
 def create_multimodal_vit_model(
@@ -42,8 +80,10 @@ def create_multimodal_vit_model(
         fusion_type: early fusion: `"concat"` (default) or `"add"`; late feature fusion: `"concat"` (default),
             `"add"` or `"attention"`.
         fusion_layer: late fusion: `"feature"` (default) or `"prediction"`.
-        model_name: a Hub id or a local folder holding a `ViTModel` or `ViTForImageClassification` checkpoint, or
-            `None` for randomly initialised encoders shaped by `config_overrides` (training from scratch).
+        model_name: a Hub id or a local folder holding a `ViTModel` or `ViTForImageClassification` checkpoint, a
+            saved vit-fer model of the same architecture (continued fine-tuning; see [`checkpoint_architecture`]),
+            or `None` for randomly initialised encoders shaped by `config_overrides` (training from scratch).
+            `image_size` defaults to the checkpoint's; another one resamples its position embeddings once.
         num_classes: number of expression classes (the 7 FER labels by default).
         freeze_backbone: freeze the encoder(s) for classifier-only fine-tuning.
         dropout_rate: dropout before the head's hidden layer.

@@ -694,18 +694,118 @@ def widen_patch_embedding(weight: torch.Tensor, rgb_num_channels: int, thermal_n
     return 0.5 * torch.cat([weight, thermal], dim=1)
 
 
+def resize_position_embeddings(position_embeddings: torch.Tensor, grid_size: int) -> torch.Tensor:
+    """ViT position embeddings `(1, 1 + n * n, hidden)` resampled to a `grid_size × grid_size` patch grid: bicubic
+    on the grid of patch positions, the [CLS] position kept — the resampling of ViT's `interpolate_pos_encoding`,
+    done once so that the model runs at the new resolution without it."""
+    class_position, patch_positions = position_embeddings[:, :1], position_embeddings[:, 1:]
+    old_size = int(round(patch_positions.shape[1] ** 0.5))
+    if old_size * old_size != patch_positions.shape[1]:
+        raise ValueError(f"The position embeddings {tuple(position_embeddings.shape)} are not on a square patch grid.")
+    if old_size == grid_size:
+        return position_embeddings
+    dim = patch_positions.shape[-1]
+    grid = patch_positions.reshape(1, old_size, old_size, dim).permute(0, 3, 1, 2)
+    grid = nn.functional.interpolate(grid, size=(grid_size, grid_size), mode="bicubic", align_corners=False)
+    return torch.cat([class_position, grid.permute(0, 2, 3, 1).reshape(1, -1, dim)], dim=1)
+
+
+def _fit_resolution(state: dict[str, torch.Tensor], model: ViTFERPreTrainedModel, model_name) -> None:
+    """Resamples the checkpoint's position embeddings in `state` to the model's patch grid, where they differ."""
+    grid_size = model.config.image_size // model.config.patch_size
+    for key in [key for key in state if key.endswith("embeddings.position_embeddings")]:
+        if state[key].shape[1] != 1 + grid_size * grid_size:
+            old_size = int(round((state[key].shape[1] - 1) ** 0.5))
+            logger.info(
+                f"{str(model_name)!r}: position embeddings resampled from a {old_size}×{old_size} to a "
+                f"{grid_size}×{grid_size} patch grid (image_size {model.config.image_size})."
+            )
+            state[key] = resize_position_embeddings(state[key], grid_size)
+
+
+def _fer_model_class(model_type: str | None) -> type["ViTFERPreTrainedModel"] | None:
+    """The vit-fer model class saved under `model_type`, or `None` for any other checkpoint."""
+    pending, classes = [ViTFERPreTrainedModel], {}
+    while pending:
+        for subclass in pending.pop().__subclasses__():
+            classes.setdefault(getattr(subclass.config_class, "model_type", None), subclass)
+            pending.append(subclass)
+    return classes.get(model_type)
+
+
+OUTPUT_LAYER_SUFFIXES = ("out_proj.weight", "out_proj.bias")
+
+
+def _load_fer_checkpoint(model, model_name, source_class, **from_pretrained_kwargs) -> None:
+    """Continues from a saved vit-fer model of the same architecture: every weight is taken over (position
+    embeddings resampled to the model's resolution), except the heads' output layers when the labels differ."""
+    if source_class is not type(model):
+        raise ValueError(
+            f"{str(model_name)!r} is a saved {source_class.__name__}; this model is a {type(model).__name__}. "
+            "Build the checkpoint's architecture to continue its training (train.py and "
+            "`vit_fer.factory.checkpoint_architecture` read it from the checkpoint)."
+        )
+    source = source_class.from_pretrained(model_name, **from_pretrained_kwargs)
+    state = source.state_dict()
+    _fit_resolution(state, model, model_name)
+    config, source_config = model.config, source.config
+    same_task = (
+        source_config.num_labels == config.num_labels
+        and dict(source_config.id2label) == dict(config.id2label)
+        # An unset problem type is inferred from the first labels: it differs from nothing yet.
+        and (None in (source_config.problem_type, config.problem_type)
+             or source_config.problem_type == config.problem_type)
+    )
+    if not same_task:
+        new = sorted(key for key in state if key.endswith(OUTPUT_LAYER_SUFFIXES))
+        for key in new:
+            del state[key]
+        logger.warning(
+            f"{str(model_name)!r} was trained for {source_config.problem_type or 'classification'} with labels "
+            f"{list(source_config.id2label.values())}; this model has {config.problem_type or 'classification'} with "
+            f"labels {list(config.id2label.values())}: new output layer(s) {new}, everything else from the checkpoint."
+        )
+    own = model.state_dict()
+    mismatched = [
+        f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}"
+        for key, value in state.items()
+        if key in own and value.shape != own[key].shape
+    ]
+    missing = sorted(set(own) - set(state) - {key for key in own if key.endswith(OUTPUT_LAYER_SUFFIXES)})
+    unexpected = sorted(set(state) - set(own))
+    if mismatched or missing or unexpected:
+        raise ValueError(
+            f"The saved {source_class.__name__} {str(model_name)!r} does not fit this model (another fusion design or "
+            f"head size): shapes {mismatched}, missing {missing}, unexpected {unexpected}."
+        )
+    model.load_state_dict(state, strict=False)
+
+
 @torch.no_grad()
 def load_pretrained_backbone(model: ViTFERPreTrainedModel, model_name: str | PathLike, **from_pretrained_kwargs) -> None:
-    """Loads the ViT checkpoint `model_name` (a Hub id such as google/vit-base-patch16-224-in21k, or a local folder
-    holding a `ViTModel` or `ViTForImageClassification` checkpoint) into every encoder of `model`.
+    """Loads the checkpoint `model_name` into `model`: a ViT checkpoint (a Hub id such as
+    google/vit-base-patch16-224-in21k, or a local folder holding a `ViTModel` or `ViTForImageClassification`
+    checkpoint) into every encoder, or a saved vit-fer model of the same architecture into the whole model.
 
     This is the one place where pretrained weights are adapted:
-    - the checkpoint is read by transformers' own `ViTModel.from_pretrained`, so old checkpoints are converted to the
-      current layout exactly as for transformers' ViT (the in21k pooler is not used);
-    - an early-fusion concat encoder gets its patch embedding widened by [`widen_patch_embedding`];
-    - late fusion loads the checkpoint into both encoders.
-    The head and fusion modules keep their fresh initialisation. Missing or mis-shaped encoder weights raise.
+    - a ViT checkpoint is read by transformers' own `ViTModel.from_pretrained`, so old checkpoints are converted to
+      the current layout exactly as for transformers' ViT (the in21k pooler is not used); an early-fusion concat
+      encoder gets its patch embedding widened by [`widen_patch_embedding`]; late fusion loads it into both
+      encoders; the head and fusion modules keep their fresh initialisation;
+    - a saved vit-fer model (to continue its fine-tuning) gives every weight, its 6-channel patch embedding or
+      its two late-fusion encoders included; when the model's labels or problem type differ from the checkpoint's,
+      the heads' output layers are new (logged);
+    - position embeddings of another resolution are resampled once to the model's `image_size` by
+      [`resize_position_embeddings`] (bicubic on the patch grid, [CLS] kept).
+    Missing or mis-shaped weights raise.
     """
+    from transformers import PreTrainedConfig
+
+    config_dict, _ = PreTrainedConfig.get_config_dict(model_name, **from_pretrained_kwargs)
+    source_class = _fer_model_class(config_dict.get("model_type"))
+    if source_class is not None:
+        _load_fer_checkpoint(model, model_name, source_class, **from_pretrained_kwargs)
+        return
     # The load report would flag the in21k pooler (or a classification checkpoint's head), which fine-tuning does
     # not use; real problems are raised below.
     verbosity = logging.get_verbosity()
@@ -725,6 +825,7 @@ def load_pretrained_backbone(model: ViTFERPreTrainedModel, model_name: str | Pat
     if unexpected:
         logger.warning(f"Weights of {str(model_name)!r} not used by the encoder: {unexpected}")
     state = pretrained.state_dict()
+    _fit_resolution(state, model, model_name)
     config = model.config
     patch_key = "embeddings.patch_embeddings.projection.weight"
     if isinstance(config, EarlyFusionViTConfig) and config.fusion_type == "concat":
@@ -752,5 +853,6 @@ __all__ = [
     "backbone_config",
     "fer_loss",
     "load_pretrained_backbone",
+    "resize_position_embeddings",
     "widen_patch_embedding",
 ]
