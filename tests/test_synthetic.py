@@ -1,6 +1,7 @@
 """The synthetic RGB + thermal benchmark: deterministic per seed, loadable, and complementary by design."""
 
 import csv
+import hashlib
 from collections import Counter
 
 import numpy as np
@@ -10,7 +11,14 @@ from PIL import Image
 from vit_fer.configuration_vit_fer import FER_LABELS
 from vit_fer.data import load_fer_dataset
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
-from vit_fer.synthetic import SampleParams, SubjectParams, plan_samples, render_pair, synthesize_dataset
+from vit_fer.synthetic import (
+    SampleParams,
+    SubjectParams,
+    evidence_masks,
+    plan_samples,
+    render_pair,
+    synthesize_dataset,
+)
 
 
 def files_of(folder):
@@ -22,7 +30,8 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
     again = synthesize_dataset(tmp_path / "b", num_samples=14, seed=7, image_size=24, progress=False)
     other = synthesize_dataset(tmp_path / "c", num_samples=14, seed=8, image_size=24, progress=False)
     assert files_of(first) == files_of(again)
-    images = [{v for k, v in files_of(folder).items() if k.suffix in (".jpg", ".png")} for folder in (first, other)]
+    # Images only: an empty evidence mask is the same file whatever the seed.
+    images = [{v for k, v in files_of(folder).items() if k.parts[0] in ("rgb", "thermal")} for folder in (first, other)]
     assert images[0].isdisjoint(images[1])
 
 
@@ -115,3 +124,46 @@ def test_generation_writes_aside_and_renames_when_complete(tmp_path):
     folder = synthesize_dataset(tmp_path / "data", num_samples=7, image_size=32, progress=False)
     assert folder == tmp_path / "data" and (folder / "manifest.csv").is_file()
     assert not stale.exists() and not (folder / "half-written.png").exists()
+
+
+def test_images_are_those_of_earlier_versions(tmp_path):
+    # The demo's results and the README's fusion matrix were measured on these exact files: the evidence masks
+    # (and any later change to the generator) must not alter a single byte of them.
+    folder = synthesize_dataset(tmp_path / "data", num_samples=21, seed=5, image_size=48, progress=False)
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.suffix in (".jpg", ".png") and path.relative_to(folder).parts[0] in ("rgb", "thermal"):
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    assert digest.hexdigest() == "b18a8e922a18f664f2ed9a50b6b14a1bfb699a7d10f1195848ace6b72e44cc62"
+
+
+def test_evidence_masks_are_written_beside_each_pair(synthetic_dataset_dir):
+    with open(synthetic_dataset_dir / "manifest.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    for row in rows:
+        rgb_mask, thermal_mask = (np.asarray(Image.open(synthetic_dataset_dir / row[f"{m}_mask"])) for m in ("rgb", "thermal"))
+        assert rgb_mask.shape == thermal_mask.shape == (32, 32) and set(np.unique(rgb_mask)) <= {0, 255}
+        assert rgb_mask.any()
+        assert thermal_mask.any() == (row["label"] not in ("happy", "neutral", "sad")), row
+
+
+@pytest.mark.parametrize("label", ["angry", "disgust", "fear", "surprised"])
+def test_thermal_mask_is_where_the_label_changes_the_temperature(params, label):
+    thermal, neutral = (render_pair(name, params, 96)[1] for name in (label, "neutral"))
+    change = np.abs(thermal - neutral)
+    _, mask = evidence_masks(label, params, 96)
+    assert change[mask].mean() > 5 * change[~mask].mean()
+    assert change[mask].min() > 0.3  # degrees Celsius: every masked pixel changed markedly
+
+
+@pytest.mark.parametrize("label", ["angry", "fear", "happy", "sad"])
+def test_rgb_mask_covers_what_the_expression_changes(params, label):
+    rgb, neutral = (render_pair(name, params, 96)[0].astype(int) for name in (label, "neutral"))
+    changed = np.abs(rgb - neutral).max(axis=-1) > 40
+    union = evidence_masks(label, params, 96)[0] | evidence_masks("neutral", params, 96)[0]
+    # The 2x2 lens blur spreads each edge by a pixel: count a changed pixel as covered within one pixel of the mask.
+    grown = union.copy()
+    grown[1:] |= union[:-1]
+    grown[:, 1:] |= grown[:, :-1]
+    assert changed[grown].sum() >= 0.95 * changed.sum()

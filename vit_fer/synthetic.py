@@ -46,6 +46,9 @@ KELVIN_OFFSET = 273.15
 """Thermal files hold centi-kelvin counts: `counts = round((°C + 273.15) * 100)`, the processor's default decoding."""
 
 MANIFEST_NAME = "manifest.csv"
+MASKS_DIR = "evidence_masks"
+"""Folder of the evidence masks (see [`evidence_masks`]): `<MASKS_DIR>/<modality>/<label>/<name>.png`, 8-bit, 255
+inside the evidence."""
 
 # Facial geometry shown in RGB, per label (deviations from neutral are scaled by the sample's intensity):
 # brow raise and inner-end tilt (face units, + = up), eye openness, mouth curvature (+ = smile), mouth width and
@@ -196,19 +199,39 @@ def _geometry(label: str, intensity: float) -> dict[str, float]:
     return {key: neutral[key] + intensity * (target[key] - neutral[key]) for key in neutral}
 
 
-def _render_rgb(canvas: _Canvas, label: str, params: SampleParams, rng: np.random.Generator) -> np.ndarray:
+# The regions the RGB face is painted with (indices into the palette of `_render_rgb`), and those whose appearance the
+# label changes: the evidence an RGB model should look at.
+_RGB_REGIONS = ("background", "skin", "hair", "sclera", "iris", "brow", "lips", "mouth_inside", "nostril")
+_RGB_EVIDENCE_REGIONS = ("brow", "sclera", "iris", "lips", "mouth_inside")
+_THERMAL_REGIONS = ("forehead", "periorbital", "nose", "cheeks")
+"""The order of the regional offsets and of the `_THERMAL_DELTAS` entries."""
+
+
+def _thermal_blobs(subject: SubjectParams) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """The Gaussian temperature blobs of the face, `(region, (centre u, centre v, sigma u, sigma v))` in face units,
+    in the order they are added (which fixes the rendered floats)."""
+    blobs = [("forehead", (0.0, -0.5, 0.35, 0.14)), ("nose", (0.0, 0.22, 0.1, 0.1))]
+    for side in (-1.0, 1.0):
+        blobs.append(("periorbital", (side * (subject.eye_spacing - 0.1), subject.eye_height, 0.09, 0.07)))
+        blobs.append(("cheeks", (side * 0.45, 0.28, 0.15, 0.13)))
+    return blobs
+
+
+def _hair(canvas: _Canvas, subject: SubjectParams) -> np.ndarray:
+    return (canvas.ellipse(0.0, -0.06, canvas.aspect * 1.1, 1.08) < 1) & (
+        canvas.v < subject.hairline + 0.12 * canvas.u**2
+    )
+
+
+def _paint_regions(canvas: _Canvas, label: str, params: SampleParams) -> np.ndarray:
+    """The RGB face as a map of `_RGB_REGIONS` indices, painted in depth order."""
     subject, size = params.subject, canvas.u.shape[0]
     geometry = _geometry(label, params.rgb_intensity)
-    # Regions are painted as indices into a palette, in depth order, then coloured in one lookup.
-    palette = [params.background, subject.skin, subject.hair, (236.0, 236.0, 230.0), subject.iris]
-    palette += [tuple(0.35 * np.asarray(subject.hair)), tuple(np.asarray(subject.skin) * (0.62, 0.42, 0.42))]
-    palette += [(45.0, 20.0, 22.0), tuple(np.asarray(subject.skin) * 0.6)]
-    background, skin, hair, sclera, iris, brow, lips, mouth_inside, nostril = range(len(palette))
+    background, skin, hair, sclera, iris, brow, lips, mouth_inside, nostril = range(len(_RGB_REGIONS))
     regions = np.zeros((size, size), dtype=np.uint8)
 
     face = canvas.ellipse(0.0, 0.0, canvas.aspect, 1.0)
-    head = canvas.ellipse(0.0, -0.06, canvas.aspect * 1.1, 1.08)
-    regions[(head < 1) & (canvas.v < subject.hairline + 0.12 * canvas.u**2)] = hair
+    regions[_hair(canvas, subject)] = hair
     regions[(face < 1) & (canvas.v >= subject.hairline + 0.12 * canvas.u**2)] = skin
 
     eye_v, eye_rv = subject.eye_height, 0.085 * geometry["eye_open"]
@@ -232,9 +255,18 @@ def _render_rgb(canvas: _Canvas, label: str, params: SampleParams, rng: np.rando
         across = (canvas.u - canvas.yaw) / half_width
         centre_line = mouth_v + geometry["mouth_curve"] * (0.5 - across**2)
         regions[(np.abs(across) < 1) & (np.abs(canvas.v - centre_line) < 0.065)] = lips
+    return regions
 
+
+def _render_rgb(canvas: _Canvas, label: str, params: SampleParams, rng: np.random.Generator) -> np.ndarray:
+    subject = params.subject
+    # Regions are painted as indices into a palette (in `_RGB_REGIONS` order), then coloured in one lookup.
+    palette = [params.background, subject.skin, subject.hair, (236.0, 236.0, 230.0), subject.iris]
+    palette += [tuple(0.35 * np.asarray(subject.hair)), tuple(np.asarray(subject.skin) * (0.62, 0.42, 0.42))]
+    palette += [(45.0, 20.0, 22.0), tuple(np.asarray(subject.skin) * 0.6)]
+    regions = _paint_regions(canvas, label, params)
     image = np.asarray(palette, dtype=np.float32)[regions]
-    background_mask = (regions == background)[..., None]
+    background_mask = (regions == _RGB_REGIONS.index("background"))[..., None]
     gradient = params.background_gradient[0] * (canvas.x - 0.5) + params.background_gradient[1] * (canvas.y - 0.5)
     image += background_mask * gradient[..., None]
     # Soften the painted edges (a 2x2 box filter), as a lens would.
@@ -256,21 +288,45 @@ def _render_thermal(canvas: _Canvas, label: str, params: SampleParams, rng: np.r
     face_weight = np.clip((1.0 - face) / 0.15, 0.0, 1.0)
     skin = subject.skin_temperature - 1.2 * face
     deltas = np.asarray(subject.regional_offsets) + params.thermal_intensity * np.asarray(_THERMAL_DELTAS[label])
-    forehead, periorbital, nose, cheeks = deltas.tolist()
-    skin = skin + forehead * canvas.gaussian(0.0, -0.5, 0.35, 0.14)
-    skin = skin + nose * canvas.gaussian(0.0, 0.22, 0.1, 0.1)
-    for side in (-1.0, 1.0):
-        skin = skin + periorbital * canvas.gaussian(side * (subject.eye_spacing - 0.1), subject.eye_height, 0.09, 0.07)
-        skin = skin + cheeks * canvas.gaussian(side * 0.45, 0.28, 0.15, 0.13)
+    # Python floats, not numpy float64 scalars: they keep the float32 arithmetic of the maps (the files depend on it).
+    deltas = deltas.tolist()
+    for region, blob in _thermal_blobs(subject):
+        skin = skin + deltas[_THERMAL_REGIONS.index(region)] * canvas.gaussian(*blob)
     temperature = ambient + face_weight * (skin - ambient)
-    hair = (canvas.ellipse(0.0, -0.06, canvas.aspect * 1.1, 1.08) < 1) & (
-        canvas.v < subject.hairline + 0.12 * canvas.u**2
-    )
+    hair = _hair(canvas, subject)
     # Hair insulates: it reads a few degrees above ambient, far below skin.
     temperature = np.where(hair, ambient + 4.0, temperature)
     temperature = temperature + rng.standard_normal((size, size), dtype=np.float32) * params.thermal_noise
     temperature = temperature + rng.standard_normal((1, size), dtype=np.float32) * 0.05
     return temperature.astype(np.float32)
+
+
+def evidence_masks(label: str, params: SampleParams, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Where the evidence for `label` lies in each modality of the pair `render_pair(label, params, image_size)`: the
+    ground truth against which explanation maps are scored.
+
+    - RGB: the painted brows, eyes (sclera and iris) and mouth (lips and mouth opening), the features whose shape the
+      expression sets. Every label has RGB evidence (neutral is told by its features at rest).
+    - Thermal: the regions whose temperature the label changes (`_THERMAL_DELTAS`: forehead, periorbital, nose tip,
+      cheeks), each where its Gaussian is at least half its peak (full width at half maximum), on skin only.
+      Empty for happy, neutral and sad, which leave the face at its baseline temperature.
+
+    Returns:
+        `(rgb_mask, thermal_mask)`: boolean arrays of shape `(image_size, image_size)`.
+    """
+    if label not in _THERMAL_DELTAS:
+        raise ValueError(f"`label` must be one of {FER_LABELS}, got {label!r}.")
+    canvas = _Canvas(image_size, params)
+    regions = _paint_regions(canvas, label, params)
+    rgb = np.isin(regions, [_RGB_REGIONS.index(region) for region in _RGB_EVIDENCE_REGIONS])
+    changed = {region for region, delta in zip(_THERMAL_REGIONS, _THERMAL_DELTAS[label], strict=True) if delta != 0}
+    skin = (canvas.ellipse(0.0, 0.0, canvas.aspect, 1.0) < 1) & ~_hair(canvas, params.subject)
+    thermal = np.zeros((image_size, image_size), dtype=bool)
+    for region, blob in _thermal_blobs(params.subject):
+        if region in changed:
+            thermal |= canvas.gaussian(*blob) >= 0.5
+    return rgb, thermal & skin
 
 
 def render_pair(label: str, params: SampleParams, image_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -340,8 +396,10 @@ def synthesize_dataset(
     never leaves half a dataset under `output_dir`.
 
     Files: `rgb/<label>/<name>.jpg` (8-bit RGB), `thermal/<label>/<name>.png` (16-bit centi-kelvin counts),
-    `manifest.csv` (columns `rgb`, `thermal`, `label`, `subject`; paths relative to `output_dir`) and
-    `synthetic.json` (the generator settings).
+    `evidence_masks/{rgb,thermal}/<label>/<name>.png` (where the evidence for the label lies in each modality, see
+    [`evidence_masks`]; all black where a modality carries none), `manifest.csv` (columns `rgb`, `thermal`, `label`,
+    `subject`, `rgb_mask`, `thermal_mask`; paths relative to `output_dir`) and `synthetic.json` (the generator
+    settings).
 
     Args:
         output_dir (`str` or `os.PathLike`): Folder to write; must be empty or absent.
@@ -364,6 +422,7 @@ def synthesize_dataset(
     for modality in ("rgb", "thermal"):
         for label in FER_LABELS:
             (output_dir / modality / label).mkdir(parents=True, exist_ok=True)
+            (output_dir / MASKS_DIR / modality / label).mkdir(parents=True, exist_ok=True)
 
     rows = []
     for index, (label, subject, params) in enumerate(tqdm(plan, desc="Synthesizing", disable=not progress)):
@@ -374,10 +433,14 @@ def synthesize_dataset(
         # PNG at level 1, since its sensor noise barely compresses further and writing would dominate the time.
         PIL.Image.fromarray(rgb).save(output_dir / rgb_path, quality=95, subsampling=0)
         PIL.Image.fromarray(temperature_to_counts(temperature)).save(output_dir / thermal_path, compress_level=1)
-        rows.append({"rgb": rgb_path, "thermal": thermal_path, "label": label, "subject": f"s{subject:03d}"})
+        row = {"rgb": rgb_path, "thermal": thermal_path, "label": label, "subject": f"s{subject:03d}"}
+        for modality, mask in zip(("rgb", "thermal"), evidence_masks(label, params, image_size), strict=True):
+            row[f"{modality}_mask"] = f"{MASKS_DIR}/{modality}/{label}/{name}.png"
+            PIL.Image.fromarray(mask.astype(np.uint8) * 255).save(output_dir / row[f"{modality}_mask"])
+        rows.append(row)
 
     with open(output_dir / MANIFEST_NAME, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=["rgb", "thermal", "label", "subject"])
+        writer = csv.DictWriter(file, fieldnames=["rgb", "thermal", "label", "subject", "rgb_mask", "thermal_mask"])
         writer.writeheader()
         writer.writerows(rows)
     settings = {
