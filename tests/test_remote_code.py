@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 from safetensors.torch import save_file
-from tiny_models import VARIANTS, make_inputs, write_tiny_vit
+from tiny_models import MID_VARIANTS, VARIANTS, make_inputs, write_tiny_vit
 
 from vit_fer import create_multimodal_vit_model
 
@@ -39,7 +39,16 @@ LOADER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("variant", ["thermal", "early-concat", "late-attention", "late-prediction-weighted"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "thermal",
+        "early-concat",
+        "late-attention",
+        "late-prediction-weighted",
+        *MID_VARIANTS,
+    ],
+)
 def test_saved_folder_loads_without_vit_fer(variant, tmp_path):
     checkpoint = write_tiny_vit(tmp_path / "vit")
     model = create_multimodal_vit_model(model_name=checkpoint, **VARIANTS[variant]).eval()

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from tiny_models import VARIANTS, make_inputs, tiny_training_arguments, write_tiny_vit
+from tiny_models import MID_VARIANTS, VARIANTS, make_inputs, tiny_training_arguments, write_tiny_vit
 from transformers import Trainer
 
 from vit_fer import create_multimodal_vit_model
@@ -31,7 +31,16 @@ def checkpoint(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "variant", ["rgb", "thermal", "early-concat", "early-add", "late-attention", "late-prediction-weighted"]
+    "variant",
+    [
+        "rgb",
+        "thermal",
+        "early-concat",
+        "early-add",
+        "late-attention",
+        "late-prediction-weighted",
+        *MID_VARIANTS,
+    ],
 )
 def test_trainer_runs_and_evaluates(checkpoint, variant, tmp_path):
     model = create_multimodal_vit_model(model_name=checkpoint, **VARIANTS[variant])

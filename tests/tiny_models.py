@@ -29,7 +29,13 @@ VARIANTS = {
         mode="combined", fusion_strategy="late", fusion_layer="prediction", prediction_fusion="weighted"
     ),
     "late-shared": dict(mode="combined", fusion_strategy="late", fusion_type="concat", share_encoder=True),
+    # Mid fusion at the middle layer of the 2-layer tiny ViT.
+    "mid-bottleneck": dict(mode="combined", fusion_strategy="mid", fusion_type="bottleneck", fusion_layer=1),
+    "mid-cross_attention": dict(mode="combined", fusion_strategy="mid", fusion_type="cross_attention", fusion_layer=1),
+    "mid-concat": dict(mode="combined", fusion_strategy="mid", fusion_type="concat", fusion_layer=1),
+    "mid-add": dict(mode="combined", fusion_strategy="mid", fusion_type="add", fusion_layer=1),
 }
+MID_VARIANTS = [variant for variant in VARIANTS if variant.startswith("mid-")]
 
 
 def write_tiny_vit(path: Path, seed: int = 0) -> Path:

@@ -18,6 +18,7 @@ from .configuration_vit_fer import (
     FER_LABELS,
     EarlyFusionViTConfig,
     LateFusionViTConfig,
+    MidFusionViTConfig,
     ViTFERConfig,
     _FERConfigBase,
 )
@@ -39,6 +40,7 @@ _LAZY_NAMES = {
     "EarlyFusionViT": "modeling_vit_fer",
     "FERClassifierOutput": "modeling_vit_fer",
     "LateFusionViT": "modeling_vit_fer",
+    "MidFusionViT": "modeling_vit_fer",
     "ViTFERPreTrainedModel": "modeling_vit_fer",
     "ViTForFER": "modeling_vit_fer",
     "load_pretrained_backbone": "modeling_vit_fer",
@@ -65,12 +67,13 @@ def _register() -> None:
 
     from . import inference  # noqa: F401  (registers the pipeline task)
     from .image_processing_vit_fer import ViTFERImageProcessor
-    from .modeling_vit_fer import EarlyFusionViT, LateFusionViT, ViTForFER
+    from .modeling_vit_fer import EarlyFusionViT, LateFusionViT, MidFusionViT, ViTForFER
 
     for config_class, model_class in (
         (ViTFERConfig, ViTForFER),
         (EarlyFusionViTConfig, EarlyFusionViT),
         (LateFusionViTConfig, LateFusionViT),
+        (MidFusionViTConfig, MidFusionViT),
     ):
         AutoModel.register(config_class, model_class, exist_ok=True)
         AutoModelForImageClassification.register(config_class, model_class, exist_ok=True)
@@ -91,7 +94,7 @@ def _register_when_first_built(config_class) -> None:
     config_class.__post_init__ = __post_init__
 
 
-for _config_class in (ViTFERConfig, EarlyFusionViTConfig, LateFusionViTConfig):
+for _config_class in (ViTFERConfig, EarlyFusionViTConfig, LateFusionViTConfig, MidFusionViTConfig):
     AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
     _config_class.register_for_auto_class()
 _register_when_first_built(_FERConfigBase)
@@ -110,4 +113,11 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY_NAMES})
 
 
-__all__ = ["FER_LABELS", "EarlyFusionViTConfig", "LateFusionViTConfig", "ViTFERConfig", *_LAZY_NAMES]
+__all__ = [
+    "FER_LABELS",
+    "EarlyFusionViTConfig",
+    "LateFusionViTConfig",
+    "MidFusionViTConfig",
+    "ViTFERConfig",
+    *_LAZY_NAMES,
+]

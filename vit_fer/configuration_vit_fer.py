@@ -247,4 +247,66 @@ class LateFusionViTConfig(_FERConfigBase):
         _check_positive("fusion_attention_hidden_size", self.fusion_attention_hidden_size)
 
 
-__all__ = ["FER_LABELS", "EarlyFusionViTConfig", "LateFusionViTConfig", "ViTFERConfig"]
+@strict
+class MidFusionViTConfig(_FERConfigBase):
+    r"""
+    Configuration of [`MidFusionViT`]: one ViT stream per modality up to layer `fusion_layer`, where RGB and thermal
+    start to interact. `fusion_layer=0` is early fusion, `fusion_layer=num_hidden_layers` late fusion.
+
+    fusion_layer (`int`, *optional*, defaults to 8):
+        The first layer, in `[0, num_hidden_layers]`, at which the modalities interact: layers below it run per
+        modality; from it on they are fused as `fusion_type` says. The default is MBT's ViT-B setting (8 of 12).
+    fusion_type (`str`, *optional*, defaults to `"bottleneck"`):
+        How the modalities interact from `fusion_layer` on:
+        - `"bottleneck"` (MBT, Nagrani et al. 2021): `num_bottleneck_tokens` learned tokens; in every fused layer each
+          modality's own layer reads its tokens plus the bottleneck tokens, and the two updated bottleneck copies
+          are averaged. The head reads the mean of the two final [CLS] features.
+        - `"cross_attention"`: each modality keeps its own layers, and after every fused layer its tokens also
+          attend to the other modality's through a new cross-attention block whose output projection starts at
+          zero, so that the untrained model computes exactly what two pretrained encoders compute. The head reads
+          the mean of the two [CLS] features.
+        - `"concat"`: the two token sequences, each with a learned modality embedding (zero at initialisation),
+          are concatenated and the remaining layers (the RGB stream's) attend over both jointly. The head reads
+          both [CLS] features side by side (`2 × hidden_size`).
+        - `"add"`: the registered tokens are summed position by position and one stream (the RGB one) continues;
+          at `fusion_layer=0` the images themselves are summed, as in `EarlyFusionViT(fusion_type="add")`. The head
+          reads the fused [CLS] feature. The cheapest design: `(num_hidden_layers + fusion_layer) /
+          num_hidden_layers` of one encoder.
+    num_bottleneck_tokens (`int`, *optional*, defaults to 4):
+        `fusion_type="bottleneck"` only: the number of shared bottleneck tokens (MBT uses 4).
+    modality_dropout (`float`, *optional*, defaults to 0.0):
+        Training only: the probability that a sample loses one of its two modalities (RGB or thermal, with equal
+        chance), so that the model learns to predict from either alone. Every design allows it: the dropped
+        modality's tokens are masked out of the fusion (and its [CLS] feature out of the head) but still computed,
+        so every parameter takes part in every step (DistributedDataParallel needs that).
+    share_encoder (`bool`, *optional*, defaults to `False`):
+        Whether both streams use one set of encoder weights instead of one set per modality.
+
+    Example:
+
+    ```python
+    >>> from vit_fer import MidFusionViTConfig
+
+    >>> MidFusionViTConfig(fusion_layer=8, fusion_type="bottleneck").num_bottleneck_tokens
+    4
+    ```"""
+
+    model_type = "vit-fer-mid-fusion"
+
+    fusion_layer: int = 8
+    fusion_type: Literal["bottleneck", "cross_attention", "concat", "add"] = "bottleneck"
+    num_bottleneck_tokens: int = 4
+    modality_dropout: float = 0.0
+    share_encoder: bool = False
+
+    def validate_mid_fusion(self):
+        if not 0 <= self.fusion_layer <= self.num_hidden_layers:
+            raise ValueError(
+                f"`fusion_layer` must be an integer in [0, {self.num_hidden_layers}] (num_hidden_layers), "
+                f"got {self.fusion_layer!r}."
+            )
+        _check_positive("num_bottleneck_tokens", self.num_bottleneck_tokens)
+        _check_probability("modality_dropout", self.modality_dropout)
+
+
+__all__ = ["FER_LABELS", "EarlyFusionViTConfig", "LateFusionViTConfig", "MidFusionViTConfig", "ViTFERConfig"]

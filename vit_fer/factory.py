@@ -6,11 +6,18 @@ from os import PathLike
 
 from transformers import AutoConfig, ViTConfig
 
-from .configuration_vit_fer import EarlyFusionViTConfig, LateFusionViTConfig, ViTFERConfig, _FERConfigBase
+from .configuration_vit_fer import (
+    EarlyFusionViTConfig,
+    LateFusionViTConfig,
+    MidFusionViTConfig,
+    ViTFERConfig,
+    _FERConfigBase,
+)
 from .modeling_vit_fer import (
     DEFAULT_BACKBONE,
     EarlyFusionViT,
     LateFusionViT,
+    MidFusionViT,
     ViTFERPreTrainedModel,
     ViTForFER,
     backbone_config,
@@ -19,12 +26,12 @@ from .modeling_vit_fer import (
 
 
 MODES = ("rgb", "thermal", "combined")
-FUSION_STRATEGIES = ("early", "late")
+FUSION_STRATEGIES = ("early", "mid", "late")
 # Keyword arguments every transformers config takes beside its fields.
 _CONFIG_KEYWORDS = frozenset({"attn_implementation", "num_labels", "output_attentions"})
 # Fields of a saved model's config that its caller chooses anew when continuing its training.
 _RUN_FIELDS = frozenset({"freeze_backbone", "classifier_dropout", "num_channels"})
-_FUSION_STRATEGY_OF_CONFIG = {EarlyFusionViTConfig: "early", LateFusionViTConfig: "late"}
+_FUSION_STRATEGY_OF_CONFIG = {EarlyFusionViTConfig: "early", MidFusionViTConfig: "mid", LateFusionViTConfig: "late"}
 
 
 def checkpoint_architecture(model_name: str | PathLike | None, **requested) -> dict:
@@ -64,7 +71,7 @@ def create_multimodal_vit_model(
     mode: str = "rgb",
     fusion_strategy: str = "early",
     fusion_type: str | None = None,
-    fusion_layer: str | None = None,
+    fusion_layer: str | int | None = None,
     model_name: str | PathLike | None = DEFAULT_BACKBONE,
     num_classes: int = 7,
     freeze_backbone: bool = False,
@@ -76,10 +83,13 @@ def create_multimodal_vit_model(
 
     Args:
         mode: `"rgb"` or `"thermal"` for a single-modality [`ViTForFER`]; `"combined"` for RGB + thermal fusion.
-        fusion_strategy: with `mode="combined"`, `"early"` ([`EarlyFusionViT`]) or `"late"` ([`LateFusionViT`]).
-        fusion_type: early fusion: `"concat"` (default) or `"add"`; late feature fusion: `"concat"` (default),
-            `"add"` or `"attention"`.
-        fusion_layer: late fusion: `"feature"` (default) or `"prediction"`.
+        fusion_strategy: with `mode="combined"`, `"early"` ([`EarlyFusionViT`]), `"mid"` ([`MidFusionViT`]) or
+            `"late"` ([`LateFusionViT`]).
+        fusion_type: early fusion: `"concat"` (default) or `"add"`; mid fusion: `"bottleneck"` (default),
+            `"cross_attention"`, `"concat"` or `"add"`; late feature fusion: `"concat"` (default), `"add"` or
+            `"attention"`.
+        fusion_layer: mid fusion: the layer index from which the modalities interact, in `[0, num_hidden_layers]`
+            (default 8, MBT's); late fusion: `"feature"` (default) or `"prediction"`.
         model_name: a Hub id or a local folder holding a `ViTModel` or `ViTForImageClassification` checkpoint, a
             saved vit-fer model of the same architecture (continued fine-tuning; see [`checkpoint_architecture`]),
             or `None` for randomly initialised encoders shaped by `config_overrides` (training from scratch).
@@ -103,9 +113,18 @@ def create_multimodal_vit_model(
         config_overrides["modality"] = mode
     elif fusion_strategy == "early":
         if fusion_layer is not None:
-            raise ValueError(f"`fusion_layer` applies to fusion_strategy='late' only, got {fusion_layer!r}.")
+            raise ValueError(f"`fusion_layer` applies to fusion_strategy='mid' or 'late' only, got {fusion_layer!r}.")
         config_class, model_class = EarlyFusionViTConfig, EarlyFusionViT
         config_overrides["fusion_type"] = fusion_type or "concat"
+    elif fusion_strategy == "mid":
+        if fusion_layer is not None and (isinstance(fusion_layer, bool) or not isinstance(fusion_layer, int)):
+            raise ValueError(
+                f"`fusion_layer` of fusion_strategy='mid' is a layer index (an int), got {fusion_layer!r}."
+            )
+        config_class, model_class = MidFusionViTConfig, MidFusionViT
+        config_overrides["fusion_type"] = fusion_type or "bottleneck"
+        if fusion_layer is not None:
+            config_overrides["fusion_layer"] = fusion_layer
     elif fusion_strategy == "late":
         config_class, model_class = LateFusionViTConfig, LateFusionViT
         config_overrides.update(fusion_type=fusion_type, fusion_layer=fusion_layer or "feature")

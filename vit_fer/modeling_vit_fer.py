@@ -16,6 +16,8 @@
 - [`ViTForFER`]: one encoder on one modality.
 - [`EarlyFusionViT`]: RGB and thermal combined at the input of one encoder (channel concat or element-wise sum).
 - [`LateFusionViT`]: one encoder per modality, fused at the feature or at the prediction level.
+- [`MidFusionViT`]: one stream per modality up to layer `fusion_layer`, fused from there on (MBT bottleneck tokens,
+  cross-attention, joint attention over both sequences, or a sum).
 
 Every encoder is transformers' own `ViTModel`, so attention implementations, activation checkpointing,
 `interpolate_pos_encoding` and the conversion of old ViT checkpoints behave exactly as in transformers' ViT.
@@ -32,11 +34,20 @@ import torch
 from torch import nn
 from transformers import ViTModel
 from transformers import initialization as init
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import ImageClassifierOutput
-from transformers.models.vit.modeling_vit import ViTPreTrainedModel
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.vit.modeling_vit import ViTAttention, ViTPreTrainedModel, eager_attention_forward
 from transformers.utils import logging
 
-from .configuration_vit_fer import EarlyFusionViTConfig, LateFusionViTConfig, ViTFERConfig, _FERConfigBase
+from .configuration_vit_fer import (
+    EarlyFusionViTConfig,
+    LateFusionViTConfig,
+    MidFusionViTConfig,
+    ViTFERConfig,
+    _FERConfigBase,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -56,7 +67,7 @@ class FERClassifierOutput(ImageClassifierOutput):
     hidden_states, attentions:
         Of the (RGB, for late fusion) encoder, when asked for, as in `ImageClassifierOutput`.
     thermal_hidden_states, thermal_attentions:
-        Late fusion only: the same for the thermal encoder.
+        Late and mid fusion: the same for the thermal encoder (see [`MidFusionViT`] for what fused layers return).
     modality_weights (`torch.FloatTensor` of shape `(batch_size, 2)`, *optional*):
         Late fusion with `fusion_type="attention"` or `prediction_fusion="weighted"`: the weight each sample gave to
         [RGB, thermal]. A missing modality gets weight 0.
@@ -213,6 +224,16 @@ class ModalityAttentionFusion(nn.Module):
         return (weights.unsqueeze(-1) * features).sum(dim=1), weights
 
 
+def drop_modalities(present: torch.Tensor, probability: float) -> torch.Tensor:
+    """Modality dropout: each sample of `present` ((batch, 2) bool, [RGB, thermal]) that has both modalities loses
+    one of them, chosen with equal chance, with probability `probability`."""
+    batch_size = present.shape[0]
+    drop = (torch.rand(batch_size, device=present.device) < probability) & present.all(dim=1)
+    dropped_modality = torch.randint(0, 2, (batch_size,), device=present.device)
+    dropped = nn.functional.one_hot(dropped_modality, 2).bool() & drop.unsqueeze(1)
+    return present & ~dropped
+
+
 class WeightedPredictionFusion(nn.Module):
     """Two learned modality weights (a softmax over present modalities) for averaging class probabilities."""
 
@@ -240,6 +261,84 @@ def fuse_predictions(head_logits: torch.Tensor, weights: torch.Tensor, config: _
     return fused.clamp_min(torch.finfo(fused.dtype).tiny).log()
 
 
+class FusionBottleneck(nn.Module):
+    """MBT's shared bottleneck tokens, through which the two streams of [`MidFusionViT`] exchange information."""
+
+    def __init__(self, config: MidFusionViTConfig):
+        super().__init__()
+        self.tokens = nn.Parameter(torch.zeros(1, config.num_bottleneck_tokens, config.hidden_size))
+
+    def forward(self, batch_size: int) -> torch.Tensor:
+        return self.tokens.expand(batch_size, -1, -1)
+
+
+class ModalityEmbeddings(nn.Module):
+    """One learned vector per modality ([RGB, thermal]), added to every token of that modality where the two token
+    sequences are concatenated; zero at initialisation."""
+
+    def __init__(self, config: MidFusionViTConfig):
+        super().__init__()
+        self.embeddings = nn.Parameter(torch.zeros(2, config.hidden_size))
+
+    def forward(self, hidden_states: torch.Tensor, modality_index: int) -> torch.Tensor:
+        return hidden_states + self.embeddings[modality_index]
+
+
+class ZeroInitLinear(nn.Linear):
+    """A linear layer whose weight and bias start at zero (set by `_init_weights`, which visits it)."""
+
+
+class ViTCrossAttention(ViTAttention):
+    """transformers' `ViTAttention` with its queries from one token sequence and its keys and values from another.
+    The attention itself is transformers' implementation that `config._attn_implementation` selects. The output
+    projection starts at zero: the untrained block adds nothing, so each stream starts as its pretrained encoder."""
+
+    def __init__(self, config: MidFusionViTConfig):
+        super().__init__(config)
+        self.o_proj = ZeroInitLinear(self.o_proj.in_features, self.o_proj.out_features)
+
+    def forward(
+        self, hidden_states: torch.Tensor, context: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch_size, query_length = hidden_states.shape[:2]
+
+        def heads(states: torch.Tensor) -> torch.Tensor:
+            return states.view(batch_size, states.shape[1], -1, self.head_dim).transpose(1, 2)
+
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            heads(self.q_proj(hidden_states)),
+            heads(self.k_proj(context)),
+            heads(self.v_proj(context)),
+            None,
+            dropout=0.0 if not self.training else self.attention_dropout,
+            scaling=self.scaling,
+        )
+        return self.o_proj(attn_output.reshape(batch_size, query_length, -1)), attn_weights
+
+
+class CrossModalBlock(GradientCheckpointingLayer):
+    """A pre-norm residual cross-attention block: one modality's tokens read the other modality's. Its output
+    projection starts at zero, so the untrained block is the identity."""
+
+    def __init__(self, config: MidFusionViTConfig):
+        super().__init__()
+        self.layernorm_query = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.layernorm_context = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = ViTCrossAttention(config)
+
+    def forward(
+        self, hidden_states: torch.Tensor, context: torch.Tensor, context_present: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        attended, _ = self.attention(self.layernorm_query(hidden_states), self.layernorm_context(context))
+        if context_present is not None:  # samples whose other modality was dropped read nothing from it
+            attended = attended * context_present.to(attended.dtype)[:, None, None]
+        return hidden_states + attended
+
+
 class ViTFERPreTrainedModel(ViTPreTrainedModel):
     """Base class of the vit-fer models: weight initialisation, backbone freezing and Hub-ready saving."""
 
@@ -253,6 +352,13 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, WeightedPredictionFusion):
             init.zeros_(module.modality_logits)
+        elif isinstance(module, FusionBottleneck):
+            init.trunc_normal_(module.tokens, mean=0.0, std=self.config.initializer_range)
+        elif isinstance(module, ModalityEmbeddings):
+            init.zeros_(module.embeddings)
+        elif isinstance(module, ZeroInitLinear):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
 
     def post_init(self) -> None:
         super().post_init()
@@ -370,7 +476,11 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
         """The encoders' final [CLS] features — `(batch, hidden_size)`, or `(batch, 2, hidden_size)` [RGB, thermal]
         for [`LateFusionViT`] — which `forward(encoder_features=...)` classifies. Caching them is exact only while
         the backbone is frozen, in eval mode, and the images are not augmented differently per epoch."""
+        self._check_features_cacheable()
         return self._encode(pixel_values, thermal_pixel_values, None, None, interpolate_pos_encoding)[0]
+
+    def _check_features_cacheable(self) -> None:
+        """Raises where caching the features would be inexact even with a frozen backbone."""
 
     def _check_features(self, features: torch.Tensor) -> torch.Tensor:
         expected = self._feature_shape()
@@ -528,7 +638,36 @@ class EarlyFusionViT(ViTFERPreTrainedModel):
         return self.classifier(features), {}
 
 
-class LateFusionViT(ViTFERPreTrainedModel):
+class TwoStreamFERModel(ViTFERPreTrainedModel):
+    """Base class of the models with one ViT stream per modality ([`LateFusionViT`], [`MidFusionViT`]): `rgb_vit`
+    and `thermal_vit` (`None` with `share_encoder=True`: `rgb_vit` reads both), either modality optional."""
+
+    def encoder_for(self, modality: str) -> ViTModel:
+        """The encoder that reads `modality` ("rgb" or "thermal")."""
+        return self.thermal_vit if modality == "thermal" and self.thermal_vit is not None else self.rgb_vit
+
+    def _feature_shape(self) -> tuple[int, ...]:
+        return (2, self.config.hidden_size)
+
+    def _check_modalities(self, pixel_values: torch.Tensor | None, thermal_pixel_values: torch.Tensor | None) -> None:
+        if pixel_values is None and thermal_pixel_values is None:
+            raise ValueError(
+                f"{type(self).__name__} needs `pixel_values` (RGB), `thermal_pixel_values`, or both; got neither."
+            )
+        check_finite = self.config.check_inputs_finite
+        if pixel_values is not None:
+            check_pixel_values("pixel_values", pixel_values, self.config.num_channels, check_finite=check_finite)
+        if thermal_pixel_values is not None:
+            check_pixel_values(
+                "thermal_pixel_values",
+                thermal_pixel_values,
+                self.config.num_channels,
+                reference=pixel_values,
+                check_finite=check_finite,
+            )
+
+
+class LateFusionViT(TwoStreamFERModel):
     r"""
     One ViT encoder per modality (`rgb_vit`, `thermal_vit`; one shared `rgb_vit` with `share_encoder=True`), fused
     after encoding: the two [CLS] features are combined for one head (`fusion_layer="feature"`: concat, add or
@@ -560,28 +699,8 @@ class LateFusionViT(ViTFERPreTrainedModel):
             self.thermal_classifier = FERClassificationHead(config, config.hidden_size)
         self.post_init()
 
-    def encoder_for(self, modality: str) -> ViTModel:
-        """The encoder that reads `modality` ("rgb" or "thermal")."""
-        return self.thermal_vit if modality == "thermal" and self.thermal_vit is not None else self.rgb_vit
-
-    def _feature_shape(self) -> tuple[int, ...]:
-        return (2, self.config.hidden_size)
-
     def _encode(self, pixel_values, thermal_pixel_values, output_attentions, output_hidden_states, interpolate_pos_encoding):
-        if pixel_values is None and thermal_pixel_values is None:
-            raise ValueError("LateFusionViT needs `pixel_values` (RGB), `thermal_pixel_values`, or both; got neither.")
-        check_finite = self.config.check_inputs_finite
-        if pixel_values is not None:
-            check_pixel_values("pixel_values", pixel_values, self.config.num_channels, check_finite=check_finite)
-        if thermal_pixel_values is not None:
-            check_pixel_values(
-                "thermal_pixel_values",
-                thermal_pixel_values,
-                self.config.num_channels,
-                reference=pixel_values,
-                check_finite=check_finite,
-            )
-
+        self._check_modalities(pixel_values, thermal_pixel_values)
         features, outputs = {}, {}
         for modality, images in (("rgb", pixel_values), ("thermal", thermal_pixel_values)):
             if images is not None:
@@ -606,11 +725,7 @@ class LateFusionViT(ViTFERPreTrainedModel):
         and only where both are present)."""
         if not self.training or self.config.modality_dropout == 0.0:
             return present
-        batch_size = present.shape[0]
-        drop = (torch.rand(batch_size, device=present.device) < self.config.modality_dropout) & present.all(dim=1)
-        dropped_modality = torch.randint(0, 2, (batch_size,), device=present.device)
-        dropped = nn.functional.one_hot(dropped_modality, 2).bool() & drop.unsqueeze(1)
-        return present & ~dropped
+        return drop_modalities(present, self.config.modality_dropout)
 
     def _classify(self, features, present):
         if present is None:  # cached features hold both modalities
@@ -638,6 +753,259 @@ class LateFusionViT(ViTFERPreTrainedModel):
         if self.config.prediction_fusion == "weighted":
             outputs["modality_weights"] = weights
         return logits, outputs
+
+
+_MODALITY_INDEX = {"rgb": 0, "thermal": 1}
+
+
+def _per_sample(weights: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`weights` (batch,) shaped to broadcast over `like` (batch, ...)."""
+    return weights.to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
+
+
+class MidFusionViT(TwoStreamFERModel):
+    r"""
+    One ViT stream per modality up to layer `config.fusion_layer`, where RGB and thermal start to interact through
+    MBT bottleneck tokens, cross-attention, joint attention over both token sequences, or a position-wise sum
+    (`config.fusion_type`; see [`MidFusionViTConfig`]). `fusion_layer=0` is early fusion, `fusion_layer=
+    num_hidden_layers` late fusion.
+
+    Every layer is transformers' `ViTLayer` of one of two `ViTModel`s, `rgb_vit` and `thermal_vit` (`None` with
+    `share_encoder=True`), each loaded from the pretrained checkpoint by [`load_pretrained_backbone`]. The RGB stream
+    runs all of `rgb_vit`. With `"bottleneck"` and `"cross_attention"` the thermal stream runs all of `thermal_vit`;
+    with `"concat"` and `"add"`, whose fused layers are `rgb_vit`'s, `thermal_vit` holds only the layers below
+    `fusion_layer` (and for `"add"`, which continues as one stream, no final LayerNorm; at `fusion_layer=0` the images
+    themselves are summed and there is no thermal stream).
+
+    The only new parameters are the fusion modules — `bottleneck`, `rgb_cross_attention` / `thermal_cross_attention`
+    or `modality_embeddings`; `"add"` has none, and no design has any at `fusion_layer=num_hidden_layers` — and the
+    head. Fine-tuning strategies treat the fusion modules as part of the head (its learning rate, never frozen).
+
+    Either modality may be missing at inference (`pixel_values=None` or `thermal_pixel_values=None`): the model then
+    runs the stream present, which `modality_dropout` trains it for, in every design.
+
+    Outputs: `hidden_states` / `attentions` are the RGB stream's and `thermal_hidden_states` / `thermal_attentions`
+    the thermal stream's (embedding output, then every layer the stream runs; attentions need
+    `attn_implementation="eager"`). In a bottleneck layer a stream's attention map covers its tokens followed by the
+    bottleneck tokens; in a joint (`"concat"`) layer it is the rows of the stream's queries over both sequences; the
+    fused stream of `"add"` is reported as the RGB stream. Cross-attention maps are not returned.
+    """
+
+    config: MidFusionViTConfig
+    config_class = MidFusionViTConfig
+
+    def __init__(self, config: MidFusionViTConfig):
+        super().__init__(config)
+        fusion_type, fusion_layer = config.fusion_type, config.fusion_layer
+        num_fused_layers = config.num_hidden_layers - fusion_layer
+        self.rgb_vit = ViTModel(config, add_pooling_layer=False)
+        self.thermal_vit = None
+        if not config.share_encoder and not (fusion_type == "add" and fusion_layer == 0):
+            self.thermal_vit = ViTModel(config, add_pooling_layer=False)
+            if fusion_type in ("concat", "add"):
+                # The fused layers are the RGB stream's: thermal layers above the fusion layer would never run.
+                self.thermal_vit.layers = self.thermal_vit.layers[:fusion_layer]
+            if fusion_type == "add":
+                self.thermal_vit.layernorm = nn.Identity()
+
+        self.bottleneck = FusionBottleneck(config) if fusion_type == "bottleneck" and num_fused_layers else None
+        self.modality_embeddings = (
+            ModalityEmbeddings(config) if fusion_type == "concat" and num_fused_layers else None
+        )
+        self.rgb_cross_attention = self.thermal_cross_attention = None
+        if fusion_type == "cross_attention" and num_fused_layers:
+            self.rgb_cross_attention = nn.ModuleList(CrossModalBlock(config) for _ in range(num_fused_layers))
+            self.thermal_cross_attention = nn.ModuleList(CrossModalBlock(config) for _ in range(num_fused_layers))
+        head_size = 2 * config.hidden_size if fusion_type == "concat" else config.hidden_size
+        self.classifier = FERClassificationHead(config, head_size)
+        self.post_init()
+
+    def _feature_shape(self) -> tuple[int, ...]:
+        return (self.config.hidden_size,) if self.config.fusion_type == "add" else (2, self.config.hidden_size)
+
+    def _check_features_cacheable(self) -> None:
+        # Only the designs without fusion parameters (`fusion_type="add"`, or any design at
+        # `fusion_layer=num_hidden_layers`): elsewhere the fusion parameters, which train with the head, lie below the
+        # features, so caching the features would freeze them.
+        fusion_modules = [
+            name for name in ("bottleneck", "modality_embeddings", "rgb_cross_attention") if getattr(self, name) is not None
+        ]
+        if fusion_modules:
+            raise ValueError(
+                f"Cached encoder features do not apply to MidFusionViT with fusion_type={self.config.fusion_type!r} "
+                f"at fusion_layer={self.config.fusion_layer} < num_hidden_layers: its trainable fusion parameters "
+                f"({', '.join(fusion_modules)}) lie below the features. Train on images, or use fusion_type='add' or "
+                "fusion_layer=num_hidden_layers."
+            )
+
+    # -- forward -------------------------------------------------------------------------------------------------
+
+    def _encode(self, pixel_values, thermal_pixel_values, output_attentions, output_hidden_states, interpolate_pos_encoding):
+        self._check_modalities(pixel_values, thermal_pixel_values)
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        images = {m: x for m, x in (("rgb", pixel_values), ("thermal", thermal_pixel_values)) if x is not None}
+        reference = next(iter(images.values()))
+        batch_size = reference.shape[0]
+        # (batch, 2) bool [RGB, thermal] after modality dropout; None while every sample has every modality given.
+        present = None
+        if len(images) == 2 and self.training and config.modality_dropout > 0.0:
+            present = drop_modalities(
+                torch.ones(batch_size, 2, dtype=torch.bool, device=reference.device), config.modality_dropout
+            )
+
+        records = {
+            m: {"hidden_states": [] if output_hidden_states else None, "attentions": [] if output_attentions else None}
+            for m in _MODALITY_INDEX
+        }
+
+        def record(modality: str, key: str, value: torch.Tensor | None) -> None:
+            if records[modality][key] is not None:
+                records[modality][key].append(value)
+
+        if config.fusion_type == "add" and config.fusion_layer == 0:
+            # Summing before the (linear) patch embedding counts the [CLS] token and positions once: EarlyFusionViT.
+            streams = {"rgb": self._embed("rgb", self._sum_modalities(images, present), interpolate_pos_encoding)}
+        else:
+            streams = {m: self._embed(m, x, interpolate_pos_encoding) for m, x in images.items()}
+        for modality, hidden_states in streams.items():
+            record(modality, "hidden_states", hidden_states)
+        for depth in range(config.fusion_layer):
+            for modality in streams:
+                layer = self.encoder_for(modality).layers[depth]
+                streams[modality], attentions = self._run_layer(layer, streams[modality], None, output_attentions)
+                record(modality, "attentions", attentions)
+                record(modality, "hidden_states", streams[modality])
+
+        fuse = getattr(self, f"_fuse_{config.fusion_type}")
+        streams = fuse(streams, present, record, output_attentions)
+
+        if config.fusion_type == "add":
+            features, present = self.rgb_vit.layernorm(streams["rgb"][:, 0]), None
+        else:
+            # The final LayerNorm is per token: applying it to the [CLS] token alone gives the same feature.
+            cls = {m: self.encoder_for(m).layernorm(hidden_states[:, 0]) for m, hidden_states in streams.items()}
+            reference_cls = next(iter(cls.values()))
+            features = torch.stack([cls.get(m, torch.zeros_like(reference_cls)) for m in _MODALITY_INDEX], dim=1)
+            if present is None:
+                given = torch.tensor([m in images for m in _MODALITY_INDEX], device=features.device)
+                present = given.expand(batch_size, 2)
+        encoder_outputs = {}
+        for modality, prefix in (("rgb", ""), ("thermal", "thermal_")):
+            for key, values in records[modality].items():
+                encoder_outputs[prefix + key] = tuple(values) if values else None
+        return features, present, encoder_outputs
+
+    def _embed(self, modality: str, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None) -> torch.Tensor:
+        embeddings = self.encoder_for(modality).embeddings
+        pixel_values = pixel_values.to(embeddings.patch_embeddings.projection.weight.dtype)
+        return embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
+
+    @staticmethod
+    def _run_layer(layer, hidden_states, attention_mask, output_attentions):
+        """Runs transformers' `ViTLayer`, capturing its attention map when asked (the layer itself drops it)."""
+        if not output_attentions:
+            return layer(hidden_states, attention_mask), None
+        captured = []
+        handle = layer.attention.register_forward_hook(lambda module, args, output: captured.append(output[1]))
+        try:
+            hidden_states = layer(hidden_states, attention_mask)
+        finally:
+            handle.remove()
+        if captured[0] is None:
+            raise ValueError(
+                "`output_attentions=True` needs attn_implementation='eager'; this model uses "
+                f"{layer.attention.config._attn_implementation!r}, which returns no attention weights."
+            )
+        return hidden_states, captured[0]
+
+    @staticmethod
+    def _sum_modalities(values: dict[str, torch.Tensor], present: torch.Tensor | None) -> torch.Tensor:
+        """The sum over the modalities of `values`, without those a sample lost to modality dropout."""
+        if present is None:
+            return sum(values.values())
+        return sum(value * _per_sample(present[:, _MODALITY_INDEX[m]], value) for m, value in values.items())
+
+    @staticmethod
+    def _mean_modalities(values: dict[str, torch.Tensor], present: torch.Tensor | None) -> torch.Tensor:
+        """The mean over the modalities each sample has."""
+        if present is None:
+            return sum(values.values()) / len(values)
+        summed = MidFusionViT._sum_modalities(values, present)
+        return summed / _per_sample(present.sum(dim=1), summed)
+
+    def _fuse_bottleneck(self, streams, present, record, output_attentions):
+        layers = range(self.config.fusion_layer, self.config.num_hidden_layers)
+        tokens = self.bottleneck(next(iter(streams.values())).shape[0]) if self.bottleneck is not None else None
+        for depth in layers:
+            updated = {}
+            for modality, hidden_states in streams.items():
+                length = hidden_states.shape[1]
+                layer = self.encoder_for(modality).layers[depth]
+                joint, attentions = self._run_layer(layer, torch.cat([hidden_states, tokens], dim=1), None, output_attentions)
+                streams[modality], updated[modality] = joint[:, :length], joint[:, length:]
+                record(modality, "attentions", attentions)
+                record(modality, "hidden_states", streams[modality])
+            # A sample's bottleneck keeps only what its present modalities wrote.
+            tokens = self._mean_modalities(updated, present)
+        return streams
+
+    def _fuse_cross_attention(self, streams, present, record, output_attentions):
+        for index, depth in enumerate(range(self.config.fusion_layer, self.config.num_hidden_layers)):
+            for modality in streams:
+                layer = self.encoder_for(modality).layers[depth]
+                streams[modality], attentions = self._run_layer(layer, streams[modality], None, output_attentions)
+                record(modality, "attentions", attentions)
+            if len(streams) == 2:
+                rgb, thermal = streams["rgb"], streams["thermal"]
+                rgb_present, thermal_present = (None, None) if present is None else (present[:, 0], present[:, 1])
+                streams["rgb"] = self.rgb_cross_attention[index](rgb, thermal, thermal_present)
+                streams["thermal"] = self.thermal_cross_attention[index](thermal, rgb, rgb_present)
+            for modality in streams:
+                record(modality, "hidden_states", streams[modality])
+        return streams
+
+    def _fuse_concat(self, streams, present, record, output_attentions):
+        if self.modality_embeddings is None:  # fusion_layer = num_hidden_layers: nothing to fuse
+            return streams
+        modalities = list(streams)
+        parts = [self.modality_embeddings(streams[m], _MODALITY_INDEX[m]) for m in modalities]
+        lengths = [part.shape[1] for part in parts]
+        joint = torch.cat(parts, dim=1)
+        attention_mask = None
+        if present is not None:  # no sample attends to the tokens of a modality it lost to modality dropout
+            token_mask = torch.cat(
+                [present[:, _MODALITY_INDEX[m], None].expand(-1, n) for m, n in zip(modalities, lengths)], dim=1
+            )
+            attention_mask = create_bidirectional_mask(config=self.config, inputs_embeds=joint, attention_mask=token_mask)
+        for depth in range(self.config.fusion_layer, self.config.num_hidden_layers):
+            joint, attentions = self._run_layer(self.rgb_vit.layers[depth], joint, attention_mask, output_attentions)
+            start = 0
+            for modality, length in zip(modalities, lengths):
+                record(modality, "hidden_states", joint[:, start : start + length])
+                record(modality, "attentions", None if attentions is None else attentions[:, :, start : start + length])
+                start += length
+        return dict(zip(modalities, joint.split(lengths, dim=1)))
+
+    def _fuse_add(self, streams, present, record, output_attentions):
+        fused = self._sum_modalities(streams, present)
+        for depth in range(self.config.fusion_layer, self.config.num_hidden_layers):
+            fused, attentions = self._run_layer(self.rgb_vit.layers[depth], fused, None, output_attentions)
+            record("rgb", "attentions", attentions)
+            record("rgb", "hidden_states", fused)
+        return {"rgb": fused}
+
+    def _classify(self, features, present):
+        if self.config.fusion_type == "add":
+            return self.classifier(features), {}
+        if present is None:  # cached features hold both modalities
+            present = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        weights = present.to(features.dtype).unsqueeze(-1)
+        if self.config.fusion_type == "concat":
+            # A missing or dropped modality's half of the head's input is zero, as in LateFusionViT.
+            return self.classifier((features * weights).flatten(1)), {}
+        return self.classifier((features * weights).sum(dim=1) / weights.sum(dim=1)), {}
 
 
 # -- pretrained backbones --------------------------------------------------------------------------------------------
@@ -728,7 +1096,9 @@ def _fer_model_class(model_type: str | None) -> type["ViTFERPreTrainedModel"] | 
     pending, classes = [ViTFERPreTrainedModel], {}
     while pending:
         for subclass in pending.pop().__subclasses__():
-            classes.setdefault(getattr(subclass.config_class, "model_type", None), subclass)
+            # Shared base classes (TwoStreamFERModel) have the base config, whose model type is ViT's.
+            if subclass.config_class.model_type != _FERConfigBase.model_type:
+                classes.setdefault(subclass.config_class.model_type, subclass)
             pending.append(subclass)
     return classes.get(model_type)
 
@@ -791,7 +1161,9 @@ def load_pretrained_backbone(model: ViTFERPreTrainedModel, model_name: str | Pat
     - a ViT checkpoint is read by transformers' own `ViTModel.from_pretrained`, so old checkpoints are converted to
       the current layout exactly as for transformers' ViT (the in21k pooler is not used); an early-fusion concat
       encoder gets its patch embedding widened by [`widen_patch_embedding`]; late fusion loads it into both
-      encoders; the head and fusion modules keep their fresh initialisation;
+      encoders; mid fusion into both streams (a thermal stream that ends at the fusion layer, `"concat"` or
+      `"add"`, gets the checkpoint's embeddings and layers below `fusion_layer`); the head and fusion modules keep
+      their fresh initialisation;
     - a saved vit-fer model (to continue its fine-tuning) gives every weight, its 6-channel patch embedding or
       its two late-fusion encoders included; when the model's labels or problem type differ from the checkpoint's,
       the heads' output layers are new (logged);
@@ -831,23 +1203,27 @@ def load_pretrained_backbone(model: ViTFERPreTrainedModel, model_name: str | Pat
     if isinstance(config, EarlyFusionViTConfig) and config.fusion_type == "concat":
         state[patch_key] = widen_patch_embedding(state[patch_key], config.rgb_num_channels, config.thermal_num_channels)
     for encoder in model.backbone_modules():
+        # A mid-fusion stream that ends at its fusion layer holds only the checkpoint's first layers.
         encoder_state = encoder.state_dict()
         mismatched = [
             f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(value.shape)}"
+            if key in state
+            else f"{key}: not in the checkpoint"
             for key, value in encoder_state.items()
-            if key in state and state[key].shape != value.shape
+            if key not in state or state[key].shape != value.shape
         ]
         if mismatched:
             raise ValueError(
                 f"The ViT checkpoint {str(model_name)!r} does not fit this model's encoder: " + "; ".join(mismatched)
             )
-        encoder.load_state_dict(state, strict=True)
+        encoder.load_state_dict({key: state[key] for key in encoder_state}, strict=True)
 
 
 __all__ = [
     "EarlyFusionViT",
     "FERClassifierOutput",
     "LateFusionViT",
+    "MidFusionViT",
     "ViTFERPreTrainedModel",
     "ViTForFER",
     "backbone_config",

@@ -37,8 +37,7 @@ def parameter_units(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]
     """Splits the parameters of a vit-fer model into units, from the bottom of the encoders to the head.
 
     Args:
-        model: a model with `backbone_modules()` returning its distinct `ViTModel` encoders, all with the same
-            number of layers.
+        model: a model with `backbone_modules()` returning its distinct `ViTModel` encoders.
 
     Returns:
         `{"embeddings": [...], "layers.0": [...], ..., "layers.{L-1}": [...], "layernorm": [...], "head": [...]}`,
@@ -47,10 +46,9 @@ def parameter_units(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]
     if not callable(getattr(model, "backbone_modules", None)):
         raise TypeError(f"`model` must provide `backbone_modules()` (a vit-fer model), got {type(model).__name__}.")
     encoders = model.backbone_modules()
-    layer_counts = {len(encoder.layers) for encoder in encoders}
-    if len(layer_counts) != 1:
-        raise ValueError(f"All encoders of `model` must have the same number of layers, got {sorted(layer_counts)}.")
-    (num_layers,) = layer_counts
+    # Layer `i` is at the same depth in every encoder; a mid-fusion stream that ends at its fusion layer has only the
+    # first layers.
+    num_layers = max(len(encoder.layers) for encoder in encoders)
 
     model_names = {id(parameter): name for name, parameter in model.named_parameters()}
     units = {"embeddings": [], **{f"layers.{i}": [] for i in range(num_layers)}, "layernorm": []}
