@@ -39,6 +39,7 @@ from vit_fer.factory import checkpoint_architecture
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 from vit_fer.hub import create_hub_repo, publish
 from vit_fer.model_card import write_model_card
+from vit_fer.space import write_space
 from vit_fer.plots import plot_confusion_matrix, plot_learning_curves
 from vit_fer.synthetic import synthesize_dataset
 from vit_fer.trainer import (
@@ -393,6 +394,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
         }
         (output_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
         write_model_card(output_dir, repo_id=repo_id)
+        if training_args.write_space:
+            space = write_space(output_dir, output_dir / "space", repo_id=repo_id or training_args.hub_model_id)
+            print(f"Wrote a Gradio Space to {space}")
         print_results(metrics, output_dir)
         if repo_id is not None:
             print(f"Published to {publish(output_dir, repo_id, token=training_args.hub_token)}")

@@ -142,6 +142,8 @@ def test_an_earlier_run_is_not_overwritten(data_dir, tmp_path):
         (["--mode", "rgb", "--modality_dropout", "0.2"], "late only"),
         (["--strategy", "full", "--cache_features"], "`cache_features` needs a frozen backbone"),
         (["--metric_for_best_model", "test_accuracy"], "validation metrics"),
+        (["--write_space"], "`write_space` needs `hub_model_id`"),
+        (["--write_space", "--hub_model_id", "no-namespace"], "namespace/name"),
     ],
 )
 def test_bad_arguments_stop_before_training(data_dir, tmp_path, extra, message):

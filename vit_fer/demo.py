@@ -28,6 +28,8 @@ from .transforms import input_names_for_config
 logger = logging.getLogger(__name__)
 
 MODALITY_NAMES = {"rgb": "RGB", "thermal": "thermal"}
+PREVIEW_SIZE = 240
+"""Height in pixels of the previews: model-sized inputs (32 px for a tiny model) would be thumbnails."""
 NUM_EXAMPLES = 7
 """Synthetic example pairs generated when no examples folder is given: one per expression."""
 
@@ -51,31 +53,35 @@ def thermal_preview(path: str | os.PathLike, classifier: FERPipeline) -> PIL.Ima
     radiometric counts, float TIFF, `.npy` in °C) over the image processor's temperature window (saturating outside
     it, as the model sees them); 8-bit frames as display intensity; pseudo-colour frames as they are.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     processor = classifier.image_processor
     frame = load_thermal_file(path)
     unit = processor.thermal_to_unit(frame)  # the processor's own reading, before resizing
     array = np.asarray(frame)
-    figure = Figure(figsize=(3.4, 2.8), dpi=100)
+    figure = Figure(figsize=(3.4, PREVIEW_SIZE / 80), dpi=80)
     axes = figure.add_subplot()
     axes.set_axis_off()
+    # The caption goes below the image: Gradio lays the component's label over its top-left corner.
     pseudo_colour = array.dtype == np.uint8 and array.ndim == 3 and 3 in array.shape
     if pseudo_colour or getattr(frame, "mode", "") in ("RGB", "P"):
         axes.imshow(np.moveaxis(unit, 0, -1))
-        axes.set_title("8-bit pseudo-colour (as saved)", fontsize=9)
+        caption = "8-bit pseudo-colour, as saved"
     elif array.dtype == np.uint8:
         image = axes.imshow(unit[0] * 255.0, cmap="inferno", vmin=0, vmax=255)
-        figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04).set_label("8-bit intensity", fontsize=8)
-        axes.set_title("8-bit thermal (no temperatures)", fontsize=9)
+        figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+        caption = "8-bit intensity (no temperatures)"
     else:
         low, high = processor.thermal_temperature_range
         image = axes.imshow(low + unit[0] * (high - low), cmap="inferno", vmin=low, vmax=high)
-        figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04).set_label("°C", fontsize=8)
-        axes.set_title(f"Temperature, window {low:g}–{high:g} °C", fontsize=9)
-    figure.tight_layout()
-    figure.canvas.draw()
-    return PIL.Image.fromarray(np.asarray(figure.canvas.buffer_rgba())[..., :3].copy())
+        figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+        caption = f"°C, window {low:g}–{high:g} °C (saturates outside)"
+    figure.text(0.5, 0.03, caption, ha="center", fontsize=9)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return PIL.Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
 
 
 def classify_files(
@@ -101,7 +107,9 @@ def classify_files(
         raise ValueError(f"This model reads only {' and '.join(MODALITY_NAMES[m] for m in modalities)} images.")
     previews = {}
     if "rgb" in given:
-        previews["rgb"] = load_rgb_file(given["rgb"]).convert("RGB")
+        rgb = load_rgb_file(given["rgb"]).convert("RGB")
+        scale = PREVIEW_SIZE / rgb.height
+        previews["rgb"] = rgb.resize((round(rgb.width * scale), PREVIEW_SIZE), PIL.Image.Resampling.NEAREST)
     if "thermal" in given:
         previews["thermal"] = thermal_preview(given["thermal"], classifier)
     output = classifier(given, top_k=top_k)
@@ -188,11 +196,16 @@ def build_demo(
                 prediction = gr.Label(
                     num_top_classes=top_k, label=f"Expression (top {top_k} probabilities)", elem_id="prediction"
                 )
-                weights = gr.Label(label="Modality weights (share of the decision)", visible=False, elem_id="weights")
+                weights = gr.Label(
+                    label="Modality weights (share of the decision)",
+                    show_heading=False,
+                    visible=False,
+                    elem_id="weights",
+                )
                 with gr.Row():
                     previews = [
                         gr.Image(
-                            label=f"{MODALITY_NAMES[m]} as read" + (" (false colour)" if m == "thermal" else ""),
+                            label={"rgb": "RGB as read", "thermal": "Thermal as read (false colour)"}[m],
                             type="pil",
                             interactive=False,
                             elem_id=f"{m}-preview",
@@ -207,8 +220,12 @@ def build_demo(
                     classifier, dict(zip(modalities, paths, strict=True)), top_k
                 )
             except (ValueError, OSError) as error:
-                # The user's mistake: the message says which file and what was expected.
-                return [f"⚠️ **Cannot classify:** {error}", None, gr.Label(visible=False), *[None] * len(previews)]
+                # The user's mistake: the message says which file and what was expected. Gradio keeps uploads
+                # under a temporary folder; the user knows the file by its name.
+                text = str(error)
+                for path in filter(None, paths):
+                    text = text.replace(str(path), Path(path).name)
+                return [f"⚠️ **Cannot classify:** {text}", None, gr.Label(visible=False), *[None] * len(previews)]
             except Exception as error:  # noqa: BLE001 - the page shows a message, the server log the traceback
                 logger.exception("vit-fer demo: classification failed")
                 message_text = f"⚠️ **Internal error** ({type(error).__name__}: {error}). See the server log."
@@ -220,7 +237,7 @@ def build_demo(
                 *[read.get(m) for m in modalities],
             ]
 
-        submit.click(run, inputs=uploads, outputs=outputs)
+        submit.click(run, inputs=uploads, outputs=outputs, api_name="classify")
         clear.click(
             lambda: [None] * len(uploads) + ["", None, gr.Label(visible=False)] + [None] * len(previews),
             outputs=[*uploads, *outputs],
@@ -246,6 +263,7 @@ def launch_demo(
     examples_dir: str | os.PathLike | None = None,
     top_k: int = 3,
     device: str | None = None,
+    trust_remote_code: bool = True,
 ) -> None:
     """
     Serves the page of `model` (a saved folder or Hub id, loaded with `trust_remote_code=True`) until interrupted.
@@ -254,10 +272,14 @@ def launch_demo(
         host (`str`, *optional*, defaults to `"127.0.0.1"`): Address to listen on; `None` lets Gradio choose
             (`GRADIO_SERVER_NAME`, as on a Hub Space).
         port (`int`, *optional*): Port; by default Gradio's (`GRADIO_SERVER_PORT` or the first free from 7860).
+        examples_dir, top_k: As in [`build_demo`].
+        device (`str`, *optional*): Where the model runs; defaults to the pipeline's choice.
+        trust_remote_code (`bool`, *optional*, defaults to `True`): Run the model code saved beside the weights
+            (vit-fer models are custom code on the Hub).
     """
     # Gradio's usage analytics would call out to the network on start.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    classifier = load_fer_pipeline(model, device=device)
+    classifier = load_fer_pipeline(model, device=device, trust_remote_code=trust_remote_code)
     demo = build_demo(classifier, str(model), examples_dir=examples_dir, top_k=top_k)
     demo.launch(server_name=host, server_port=port, show_error=False)
 

@@ -42,7 +42,8 @@ MODEL_ID = "{repo_id}"
 if __name__ == "__main__":
     model = sys.argv[1] if len(sys.argv) > 1 else MODEL_ID
     # host=None: Gradio reads GRADIO_SERVER_NAME, which a Space sets to serve beyond localhost.
-    launch_demo(model, host=None, examples_dir=Path(__file__).resolve().parent / "examples")
+    examples = Path(__file__).resolve().parent / "examples"
+    launch_demo(model, host=None, examples_dir=examples, trust_remote_code=True)
 '''
 
 README_TEMPLATE = """---
@@ -103,28 +104,35 @@ def _copy_package(destination: Path) -> None:
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DISTRIBUTION}\nVersion: {version}\n")
 
 
+def check_space_repo_id(repo_id: str) -> str:
+    """Returns `repo_id` if it is a full `namespace/name` Hub model id (as a Space's `models:` names it).
+
+    Raises:
+        `ValueError` naming `repo_id` otherwise.
+    """
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"`repo_id` must be a Hub model id, got {repo_id!r}: {error}") from error
+    if "/" not in repo_id:
+        raise ValueError(f"`repo_id` must be a full `namespace/name` Hub id (the Space loads it), got {repo_id!r}.")
+    return repo_id
+
+
 def space_repo_id(model_dir: str | os.PathLike, repo_id: str | None = None) -> str:
     """The Hub id the Space loads: `repo_id`, or the `--hub_model_id` that train.py recorded in `run_config.json`.
 
     Raises:
         `ValueError` when neither names a full `namespace/name` id.
     """
-    if repo_id is None:
-        path = Path(model_dir) / RUN_CONFIG_NAME
-        if path.is_file():
-            repo_id = read_json(Path(model_dir), RUN_CONFIG_NAME).get("training", {}).get("hub_model_id")
+    if repo_id is None and (Path(model_dir) / RUN_CONFIG_NAME).is_file():
+        repo_id = read_json(Path(model_dir), RUN_CONFIG_NAME).get("training", {}).get("hub_model_id")
     if repo_id is None:
         raise ValueError(
             f"Name the model's Hub repository (`repo_id`, e.g. your-name/vit-fer-early-concat): {model_dir} records "
             "no hub_model_id."
         )
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise ValueError(f"`repo_id` must be a Hub model id, got {repo_id!r}: {error}") from error
-    if "/" not in repo_id:
-        raise ValueError(f"`repo_id` must be a full `namespace/name` Hub id, got {repo_id!r}.")
-    return repo_id
+    return check_space_repo_id(repo_id)
 
 
 def write_space(model_dir: str | os.PathLike, output_dir: str | os.PathLike, repo_id: str | None = None) -> Path:
@@ -178,4 +186,4 @@ def write_space(model_dir: str | os.PathLike, output_dir: str | os.PathLike, rep
     return output_dir
 
 
-__all__ = ["space_repo_id", "write_space"]
+__all__ = ["check_space_repo_id", "space_repo_id", "write_space"]

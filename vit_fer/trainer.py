@@ -60,6 +60,10 @@ class FERTrainingArguments(TrainingArguments):
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without improvement of the best metric."}
     )
+    write_space: bool = field(
+        default=False,
+        metadata={"help": "Also write a Gradio Space for the model to OUTPUT_DIR/space (needs --hub_model_id)."},
+    )
     malloc_policy: str = field(
         default="auto",
         metadata={
@@ -103,6 +107,13 @@ class FERTrainingArguments(TrainingArguments):
                 "`cache_features` needs a frozen backbone: use it with strategy='classifier_only', "
                 f"got strategy={self.strategy!r}."
             )
+        if self.write_space:
+            from .space import check_space_repo_id
+
+            # Checked before training: the Space names the model by its Hub id.
+            if self.hub_model_id is None:
+                raise ValueError("`write_space` needs `hub_model_id` (namespace/name), the id the Space loads.")
+            check_space_repo_id(self.hub_model_id)
         if self.malloc_policy not in MALLOC_POLICY_CHOICES:
             raise ValueError(f"`malloc_policy` must be one of {MALLOC_POLICY_CHOICES}, got {self.malloc_policy!r}.")
         if self.metric_for_best_model not in (None, "macro_f1", "uar", "accuracy", "loss"):
