@@ -41,7 +41,7 @@ from vit_fer.hub import create_hub_repo, publish
 from vit_fer.model_card import write_model_card
 from vit_fer.space import write_space
 from vit_fer.plots import plot_confusion_matrix, plot_learning_curves
-from vit_fer.synthetic import synthesize_dataset
+from vit_fer.synthetic import synthetic_benchmark
 from vit_fer.trainer import (
     FERTrainer,
     FERTrainingArguments,
@@ -248,25 +248,11 @@ def build_image_processor(model_args: ModelArguments, data_args: DataArguments) 
     )
 
 
-def synthetic_benchmark(data_args: DataArguments, training_args: FERTrainingArguments) -> Path:
-    """The synthetic benchmark's folder, generated once per (count, size, seed)."""
-    folder = Path(data_args.synthetic_dir) / (
-        f"synthetic-fer-{data_args.synthetic_num_samples}-{data_args.image_size}px-seed{data_args.synthetic_seed}"
-    )
-    with training_args.main_process_first(desc="synthetic data generation"):
-        if not folder.exists():
-            synthesize_dataset(
-                folder,
-                num_samples=data_args.synthetic_num_samples,
-                seed=data_args.synthetic_seed,
-                image_size=data_args.image_size,
-            )
-    return folder
-
-
 def load_data(model, data_args: DataArguments, training_args: FERTrainingArguments):
     """The train / validation / test splits with the modalities the model reads, labels in the model's order."""
-    source = data_args.dataset_name or data_args.dataset_dir or synthetic_benchmark(data_args, training_args)
+    source = data_args.dataset_name or data_args.dataset_dir or synthetic_benchmark(
+        data_args.synthetic_dir, data_args.synthetic_num_samples, data_args.synthetic_seed, data_args.image_size
+    )
     modalities = tuple(input_names_for_config(model.config))
     with training_args.main_process_first(desc="dataset loading"):
         dataset = load_fer_dataset(

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from .configuration_vit_fer import FER_LABELS
@@ -458,3 +459,20 @@ def synthesize_dataset(
         final_dir.rmdir()
     output_dir.rename(final_dir)
     return final_dir
+
+
+def synthetic_benchmark(
+    root: str | os.PathLike, num_samples: int = 2000, seed: int = 0, image_size: int = 224
+) -> Path:
+    """The synthetic benchmark for (`num_samples`, `seed`, `image_size`) under `root`, generated on first use.
+
+    Exactly one process generates it however training was launched — a single process, the ranks of torchrun or
+    `accelerate launch`, or separate runs started together: the check and the generation happen under a file lock
+    beside the folder, so the others wait for it instead of writing the same `.partial` folder.
+    """
+    folder = Path(root) / f"synthetic-fer-{num_samples}-{image_size}px-seed{seed}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not folder.exists():
+            synthesize_dataset(folder, num_samples=num_samples, seed=seed, image_size=image_size)
+    return folder

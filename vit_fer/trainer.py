@@ -3,6 +3,7 @@ backbone / head learning rates (and which sets the CPU malloc policy), cached en
 distributed replicas stayed in sync."""
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +122,27 @@ class FERTrainingArguments(TrainingArguments):
                 "`metric_for_best_model` must be one of macro_f1, uar, accuracy, loss (validation metrics), "
                 f"got {self.metric_for_best_model!r}."
             )
+        self._distribute_on_cpu()
         super().__post_init__()
+
+    def _distribute_on_cpu(self) -> None:
+        """A multi-process launch (torchrun, `accelerate launch`) on a machine without accelerator runs distributed
+        on CPU over gloo — without `--use_cpu` the `Trainer` would train one independent model per process."""
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size < 2 or torch.accelerator.is_available():
+            return
+        if self.ddp_backend not in (None, "gloo", "ccl", "mpi"):
+            raise ValueError(
+                f"`ddp_backend` {self.ddp_backend!r} needs accelerators, and this machine has none: launched as "
+                f"{world_size} processes on CPU, add --use_cpu --ddp_backend gloo."
+            )
+        if not self.use_cpu or self.ddp_backend is None:
+            logger.warning(
+                "Launched as %d processes on a machine without accelerator: distributed training on CPU over gloo "
+                "(as with --use_cpu --ddp_backend gloo).",
+                world_size,
+            )
+            self.use_cpu, self.ddp_backend = True, self.ddp_backend or "gloo"
 
     @property
     def cpu_malloc_policy(self) -> str:
