@@ -27,12 +27,15 @@ from tiny_models import VARIANTS
 from vit_fer.cli import build_parser
 from vit_fer.hub import repository_files
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
+from vit_fer.configuration_vit_fer import MIN_TRANSFORMERS_VERSION
 from vit_fer.model_card import (
     LAYOUT_TEMPLATE,
+    SYNTHETIC_DATASET,
     TEMPLATE_DIR,
     build_model_card,
     card_context,
     count_parameters,
+    source_url,
     write_model_card,
 )
 
@@ -65,7 +68,7 @@ def write_run_folder(
     mode = VARIANTS[variant]["mode"]
     run_config = {
         "model": {"model_name_or_path": base_checkpoint, "mode": mode, **VARIANTS[variant]},
-        "data": {"dataset_dir": "data/synthetic", "dataset_name": None, "image_size": 32},
+        "data": {"dataset_dir": None, "dataset_name": None, "image_size": 32},
         "training": {
             "strategy": "progressive",
             "head_only_epochs": 1,
@@ -126,6 +129,7 @@ def test_card_metadata_and_model_index_match_the_run(variant, saved_fer_model, t
     if VARIANTS[variant]["mode"] == "combined":
         assert VARIANTS[variant]["fusion_strategy"] + "-fusion" in data.tags
     assert data.model_name == "vit-fer-test"
+    assert data.transformers_version == f">={MIN_TRANSFORMERS_VERSION}"
 
     # Every (split, metric) of the model-index carries the value of all_results.json.
     reported = {(result.dataset_split, result.metric_type): result.metric_value for result in data.eval_results}
@@ -151,6 +155,13 @@ def test_card_metadata_and_model_index_match_the_run(variant, saved_fer_model, t
     assert ("25.0 °C → 0" in text and "38.5 °C → 1" in text) == reads_thermal
     assert ("pipeline(" in text) == (variant == "rgb")
     assert "Article 5(1)(f)" in text
+    # Titled by the design and the repository; the source, a citation and the transformers it needs.
+    title = text.lstrip().splitlines()[0]
+    assert title.startswith("# someone/vit-fer-test: ") and title.endswith("for facial expression recognition")
+    assert ("RGB + thermal" in title) == (VARIANTS[variant]["mode"] == "combined")
+    assert f"[vit-fer]({source_url()})" in text and source_url().startswith("https://")
+    assert "@software{vit_fer," in text and f"url     = {{{source_url()}}}" in text
+    assert f'pip install "transformers>={MIN_TRANSFORMERS_VERSION}"' in text
     assert "{{" not in text and "{%" not in text
 
 
@@ -175,8 +186,11 @@ def test_metadata_names_hub_repositories_only(saved_fer_model, tiny_vit_dir, tmp
     write_run_folder(local, saved_fer_model("rgb"), "rgb", base_checkpoint=str(tiny_vit_dir))
     card = build_model_card(local)
     assert card.data.base_model is None and card.data.datasets is None
-    assert {result.dataset_type for result in card.data.eval_results} == {"imagefolder"}
+    # The synthetic benchmark, then a local folder, are named for what they are (not the `imagefolder` builder).
+    assert {(r.dataset_type, r.dataset_name) for r in card.data.eval_results} == {SYNTHETIC_DATASET}
     assert f"`{tiny_vit_dir}`" in card.text
+    _edit_json(local / "run_config.json", lambda c: (c["data"].update(dataset_dir="/data/KTFE"), c.update(dataset_name="/data/KTFE")))
+    assert {result.dataset_type for result in build_model_card(local).data.eval_results} == {"KTFE"}
     assert card.data.model_name == "local-run"  # the folder's name without a repo id
 
     _edit_json(local / "run_config.json", lambda c: c["data"].update(dataset_name="someone/thermal-faces"))
@@ -200,11 +214,6 @@ def test_metadata_names_hub_repositories_only(saved_fer_model, tiny_vit_dir, tmp
         ("all_results.json", lambda r: r.pop("test_recall_fear"), "test_recall_fear"),
         ("all_results.json", lambda r: r.update(eval_uar=float("nan")), "eval_uar"),
         ("all_results.json", lambda r: r.update(eval_accuracy="0.5"), "eval_accuracy"),
-        (
-            "all_results.json",
-            lambda r: [r.pop(key) for key in list(r) if key.startswith(("eval_", "test_"))],
-            "no evaluation metrics",
-        ),
         ("run_config.json", lambda c: c["training"].update(strategy="lora"), "strategy"),
         ("run_config.json", lambda c: c.pop("hardware"), "hardware"),
         ("config.json", lambda c: c.update(architectures=["ViTForImageClassification"]), "architectures"),
@@ -218,13 +227,31 @@ def test_inconsistent_run_files_raise_naming_the_key(file, edit, message, late_f
         build_model_card(folder)
 
 
-def test_missing_results_file_raises(late_fusion_run, tmp_path):
-    folder = tmp_path / "copy"
-    shutil.copytree(late_fusion_run[0], folder)
-    (folder / "all_results.json").unlink()
-    with pytest.raises(FileNotFoundError, match="all_results.json"):
-        write_model_card(folder)
-    assert not (folder / "README.md").exists()
+@pytest.mark.parametrize("results", [None, {"train_loss": 1.2, "epoch": 2.0}, {"eval_accuracy": 0.5, "eval_loss": 1.1}])
+def test_card_of_a_folder_train_py_did_not_write(results, saved_fer_model, tmp_path):
+    """A folder saved by the user's own Trainer script: the model, its processor, maybe the Trainer's metrics, no
+    run_config.json. The card says what it cannot know instead of refusing."""
+    folder = tmp_path / "my-trainer-run"
+    shutil.copytree(saved_fer_model("late-attention"), folder)
+    if results is not None:
+        (folder / "all_results.json").write_text(json.dumps(results))
+    args = build_parser().parse_args(["card", str(folder)])
+    assert args.run(args) == 0
+    card = ModelCard.load(folder / "README.md")
+    assert card.text.lstrip().startswith("# Late-fusion ViT, RGB + thermal (attention feature fusion)")
+    assert "records no training run" in card.text and "Not recorded in this folder" in card.text
+    evaluated = results is not None and "eval_accuracy" in results
+    assert ("no evaluation results" in card.text) != evaluated
+    if evaluated:
+        assert [(r.metric_type, r.metric_value) for r in card.data.eval_results] == [("accuracy", 0.5)]
+        assert "| macro-F1 | – |" in card.text and "Recall per expression" not in card.text
+    else:
+        assert card.data.eval_results is None
+    assert "{{" not in card.text and "{%" not in card.text
+
+    (folder / "preprocessor_config.json").unlink()
+    with pytest.raises(SystemExit, match="preprocessor_config.json"):
+        args.run(args)
 
 
 def test_card_command_writes_the_card(late_fusion_run, tmp_path):

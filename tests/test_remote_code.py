@@ -82,3 +82,26 @@ def test_saved_folder_loads_without_vit_fer(variant, tmp_path):
         assert loaded["class"] == name
         assert not loaded["module"].startswith("vit_fer")  # the copied file, not our package
         torch.testing.assert_close(torch.tensor(loaded["logits"]), expected, atol=1e-6, rtol=0)
+
+
+def test_saved_code_on_an_older_transformers_stops_with_one_sentence(saved_fer_model, tmp_path):
+    """On transformers 4.x the dataclass configs cannot be defined; the travelling config file must say which
+    transformers it needs instead. CI cannot cheaply install a second torch + transformers 4.57, so the installed
+    transformers reports an old version here (checked by hand on a real 4.57.6: the same message)."""
+    folder = saved_fer_model("late-attention")
+    program = textwrap.dedent(
+        f"""
+        import importlib.util, sys
+        sys.modules["vit_fer"] = None
+        import transformers
+        transformers.__version__ = "4.57.6"
+        spec = importlib.util.spec_from_file_location("configuration_vit_fer", {str(folder / "configuration_vit_fer.py")!r})
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        """
+    )
+    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 1
+    assert completed.stderr.strip().splitlines()[-1] == (
+        "ImportError: This vit-fer model needs transformers>=5.23, but transformers 4.57.6 is installed: "
+        "pip install -U 'transformers>=5.23'."
+    )

@@ -22,8 +22,23 @@ This file travels with every checkpoint (`trust_remote_code=True`): it imports n
 
 from typing import ClassVar, Literal
 
-from huggingface_hub.dataclasses import strict
-from transformers import ViTConfig
+import transformers
+from packaging.version import Version
+
+
+MIN_TRANSFORMERS_VERSION = "5.23"
+"""The oldest transformers these files run on (dataclass configurations validated by `@strict`). Checked here, at
+import, because this file travels with every checkpoint: on an older transformers the classes below would fail with
+an error that does not name the cause."""
+
+if Version(transformers.__version__) < Version(MIN_TRANSFORMERS_VERSION):
+    raise ImportError(
+        f"This vit-fer model needs transformers>={MIN_TRANSFORMERS_VERSION}, but transformers "
+        f"{transformers.__version__} is installed: pip install -U 'transformers>={MIN_TRANSFORMERS_VERSION}'."
+    )
+
+from huggingface_hub.dataclasses import strict  # noqa: E402
+from transformers import ViTConfig  # noqa: E402
 
 
 FER_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprised")

@@ -18,6 +18,10 @@ model and processor code, `preprocessor_config.json`, the run's `run_config.json
 plots. [`write_model_card`] turns those files into `README.md` — the YAML metadata (with a `model-index` of the
 evaluation results) and the text, from the Jinja templates of `model_cards/`. `vit_fer.hub.publish` uploads the
 folder.
+
+Only the model and its image processor are required: a folder saved by your own `Trainer` script (no
+`run_config.json`, `all_results.json` with whatever `trainer.save_metrics("all", ...)` wrote, or none) gets a card
+that says what the folder does not record.
 """
 
 import argparse
@@ -32,6 +36,8 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from safetensors import safe_open
 from transformers.image_utils import PILImageResampling
+
+from .configuration_vit_fer import MIN_TRANSFORMERS_VERSION
 
 
 # Installed wheels carry the templates as `vit_fer/model_cards` (pyproject maps the top-level folder there); a
@@ -61,8 +67,25 @@ METRICS = (
     ("macro_f1", "macro-F1", "f1", {"average": "macro"}),
     ("uar", "UAR", "recall", {"average": "macro"}),
 )
-LOCAL_DATASET_TYPE = "imagefolder"
-"""model-index dataset type of data read from local folders (the `datasets` builder of image folders)."""
+SYNTHETIC_DATASET = ("vit-fer-synthetic", "synthetic RGB-thermal FER (vit-fer synthesize)")
+"""model-index dataset type and name of the synthetic benchmark (train.py without --dataset_dir / --dataset_name)."""
+
+SOURCE_URL_KEY = "Source"
+"""The `[project.urls]` entry of pyproject.toml that links a card to the project's source code."""
+ORIGINAL_IMPLEMENTATION = "https://github.com/reicraftscodes/group-4-dissertation"
+
+DESIGNS = {
+    "ViTForFER": lambda config: f"ViT on {config['modality'].upper() if config['modality'] == 'rgb' else 'thermal'} faces",
+    "EarlyFusionViT": lambda config: f"Early-fusion ViT, RGB + thermal ({config['fusion_type']})",
+    "LateFusionViT": lambda config: "Late-fusion ViT, RGB + thermal ("
+    + (
+        f"{config['fusion_type']} feature fusion"
+        if config.get("fusion_layer") == "feature"
+        else f"{config.get('prediction_fusion')} prediction fusion"
+    )
+    + (", shared encoder)" if config.get("share_encoder") else ")"),
+}
+"""The model's design in words, from its config: the card's title."""
 
 STRATEGY_DESCRIPTIONS = {
     "classifier_only": "encoders frozen, only the head (and fusion modules) trained",
@@ -105,6 +128,44 @@ def require_key(mapping: dict[str, Any], key: str, where: str) -> Any:
     if key not in mapping:
         raise ValueError(f"{where} has no `{key}`; got keys {sorted(mapping)}.")
     return mapping[key]
+
+
+def source_url() -> str | None:
+    """The project's source link, from the installed package's metadata (pyproject.toml `[project.urls]`)."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("vit-fer").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        return None
+    return next((url.split(",", 1)[1].strip() for url in urls if url.split(",", 1)[0].strip() == SOURCE_URL_KEY), None)
+
+
+def design_name(architecture: str, config: dict[str, Any]) -> str:
+    """The model's design in words, e.g. "Late-fusion ViT, RGB + thermal (attention feature fusion)"."""
+    return DESIGNS[architecture](config) + " for facial expression recognition" if architecture in DESIGNS else architecture
+
+
+def _read_optional(folder: Path, name: str) -> dict[str, Any] | None:
+    return read_json(folder, name) if (folder / name).is_file() else None
+
+
+def _dataset(run_config: dict[str, Any] | None) -> tuple[str | None, str | None, str | None]:
+    """(model-index dataset type, dataset name, Hub dataset id or None) of the run; all None when not recorded."""
+    if run_config is None:
+        return None, None, None
+    data_args = require_key(run_config, "data", RUN_CONFIG_NAME)
+    hub_dataset = _hub_id(data_args["dataset_name"]) if data_args.get("dataset_name") else None
+    dataset_name = require_key(run_config, "dataset_name", RUN_CONFIG_NAME)
+    source = data_args.get("dataset_name") or data_args.get("dataset_dir")
+    if hub_dataset:
+        dataset_type = hub_dataset
+    elif source:
+        # A local folder or file: its own name, which says more than the `datasets` builder that read it.
+        dataset_type = Path(str(source)).stem or str(source)
+    else:
+        dataset_type = SYNTHETIC_DATASET[0]
+    return dataset_type, dataset_name, hub_dataset
 
 
 def _metric(results: dict[str, Any], key: str) -> float:
@@ -157,31 +218,29 @@ def _hub_id(name: str) -> str | None:
     return name
 
 
-def _evaluation(results: dict[str, Any], labels: list[str]) -> list[dict[str, Any]]:
-    """The evaluated splits of `all_results.json`, each with its metrics and per-class recalls."""
+def _evaluation(results: dict[str, Any] | None, labels: list[str]) -> list[dict[str, Any]]:
+    """The evaluated splits of `all_results.json`, each with the metrics it has and its per-class recalls (all of
+    them or none: a partial set means an inconsistent file). No file, or no evaluation in it: no splits."""
     splits = []
     for prefix, split in SPLITS.items():
-        if not any(key.startswith(f"{prefix}_") for key in results):
+        if results is None or not any(key.startswith(f"{prefix}_") for key in results):
             continue
+        recalls = [label for label in labels if f"{prefix}_recall_{label}" in results]
         splits.append(
             {
                 "title": split,
-                "metrics": {key: _metric(results, f"{prefix}_{key}") for key, *_ in METRICS},
+                "metrics": {key: _metric(results, f"{prefix}_{key}") for key, *_ in METRICS if f"{prefix}_{key}" in results},
                 "loss": _metric(results, f"{prefix}_loss") if f"{prefix}_loss" in results else None,
-                "recalls": {label: _metric(results, f"{prefix}_recall_{label}") for label in labels},
+                # `_metric` names the first missing recall when only some are there.
+                "recalls": {label: _metric(results, f"{prefix}_recall_{label}") for label in labels} if recalls else {},
             }
-        )
-    if not splits:
-        raise ValueError(
-            f"{RESULTS_NAME} holds no evaluation metrics (keys starting with {[f'{p}_' for p in SPLITS]}); evaluate "
-            f"the model before writing its card. Got keys {sorted(results)}."
         )
     return splits
 
 
 def _card_data(
     config: dict[str, Any],
-    run_config: dict[str, Any],
+    run_config: dict[str, Any] | None,
     splits: list[dict[str, Any]],
     model_name: str,
     license: str,
@@ -194,15 +253,13 @@ def _card_data(
         tags.append("thermal")
     if modality == "combined":
         tags += ["multimodal", "rgb-thermal", "early-fusion" if architecture == "EarlyFusionViT" else "late-fusion"]
-    data_args = require_key(run_config, "data", RUN_CONFIG_NAME)
-    hub_dataset = _hub_id(data_args["dataset_name"]) if data_args.get("dataset_name") else None
-    dataset_name = require_key(run_config, "dataset_name", RUN_CONFIG_NAME)
+    dataset_type, dataset_name, hub_dataset = _dataset(run_config)
     eval_results = [
         EvalResult(
             task_type="image-classification",
             task_name="Facial expression recognition",
-            dataset_type=hub_dataset or LOCAL_DATASET_TYPE,
-            dataset_name=dataset_name,
+            dataset_type=dataset_type or "unrecorded",
+            dataset_name=dataset_name or "unrecorded dataset",
             dataset_split=split["title"],
             metric_type=metric_type,
             metric_name=f"{name} ({split['title']})",
@@ -211,9 +268,9 @@ def _card_data(
         )
         for split in splits
         for key, name, metric_type, metric_args in METRICS
+        if key in split["metrics"]
     ]
-    model_args = require_key(run_config, "model", RUN_CONFIG_NAME)
-    base_checkpoint = require_key(model_args, "model_name_or_path", "run_config model")
+    base_checkpoint = _base_checkpoint(run_config)
     return ModelCardData(
         library_name="transformers",
         pipeline_tag="image-classification",
@@ -221,10 +278,19 @@ def _card_data(
         tags=tags,
         base_model=None if base_checkpoint is None else _hub_id(str(base_checkpoint)),
         datasets=[hub_dataset] if hub_dataset else None,
-        metrics=sorted({metric_type for _, _, metric_type, _ in METRICS}),
+        metrics=sorted({metric_type for _, _, metric_type, _ in METRICS}) if eval_results else None,
         model_name=model_name,
-        eval_results=eval_results,
+        eval_results=eval_results or None,
+        # Not a Hub-defined field: the transformers these files need (they refuse older ones at import).
+        transformers_version=f">={MIN_TRANSFORMERS_VERSION}",
     )
+
+
+def _base_checkpoint(run_config: dict[str, Any] | None) -> str | None:
+    if run_config is None:
+        return None
+    model_args = require_key(run_config, "model", RUN_CONFIG_NAME)
+    return require_key(model_args, "model_name_or_path", "run_config model")
 
 
 def _training_rows(run_config: dict[str, Any], results: dict[str, Any]) -> list[tuple[str, str]]:
@@ -300,8 +366,8 @@ def card_context(
     folder = Path(output_dir)
     config = read_json(folder, "config.json")
     processor = read_json(folder, "preprocessor_config.json")
-    run_config = read_json(folder, RUN_CONFIG_NAME)
-    results = read_json(folder, RESULTS_NAME)
+    run_config = _read_optional(folder, RUN_CONFIG_NAME)
+    results = _read_optional(folder, RESULTS_NAME)
 
     architecture = _architecture(config)
     modality = _modality(architecture, config)
@@ -310,7 +376,6 @@ def card_context(
     model_name = repo_id.split("/")[-1] if repo_id else folder.resolve().name
     card_data = _card_data(config, run_config, splits, model_name, license)
 
-    model_args = run_config["model"]
     late_feature_concat = config.get("fusion_layer") == "feature" and config.get("fusion_type") == "concat"
     context = {
         "model_name": model_name,
@@ -332,10 +397,15 @@ def card_context(
         "num_encoders": 2 if architecture == "LateFusionViT" and not config["share_encoder"] else 1,
         "num_classifier_heads": 2 if config.get("fusion_layer") == "prediction" else 1,
         "head_input_size": config["hidden_size"] * (2 if late_feature_concat else 1),
-        "base_checkpoint": model_args["model_name_or_path"],
-        "dataset_name": run_config["dataset_name"],
-        "vit_fer_version": run_config["vit_fer_version"],
-        "training_rows": _training_rows(run_config, results),
+        "title": f"{repo_id}: {design_name(architecture, config)}" if repo_id else design_name(architecture, config),
+        "run_recorded": run_config is not None,
+        "base_checkpoint": _base_checkpoint(run_config),
+        "dataset_name": _dataset(run_config)[1] or "data this folder does not record",
+        "vit_fer_version": run_config["vit_fer_version"] if run_config else None,
+        "training_rows": _training_rows(run_config, results or {}) if run_config else [],
+        "min_transformers_version": MIN_TRANSFORMERS_VERSION,
+        "source_url": source_url(),
+        "original_implementation": ORIGINAL_IMPLEMENTATION,
         "usage_inputs": _usage_inputs(modality),
         # The image-classification pipeline feeds its images to the processor as `images`, i.e. RGB.
         "has_pipeline": modality == "rgb",
@@ -344,7 +414,7 @@ def card_context(
             {
                 "title": split["title"],
                 "scores": {
-                    **{key: f"{value:.4f}" for key, value in split["metrics"].items()},
+                    **{key: f"{split['metrics'][key]:.4f}" if key in split["metrics"] else "–" for key, *_ in METRICS},
                     "loss": "–" if split["loss"] is None else f"{split['loss']:.4f}",
                 },
                 "recalls": {label: f"{value:.4f}" for label, value in split["recalls"].items()},
