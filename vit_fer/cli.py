@@ -148,6 +148,9 @@ def _add_export_onnx_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_export_onnx(args: argparse.Namespace) -> int:
     from .onnx_export import export_onnx
 
+    # The exporter's graph passes log every step at INFO, the level `main` shows.
+    for name in ("onnx_ir", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     print(f"Wrote {export_onnx(args.model_dir, args.output, opset_version=args.opset)}")
     return 0
 

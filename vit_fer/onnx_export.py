@@ -94,7 +94,7 @@ def export_onnx(
     batch = torch.export.Dim("batch", min=1)
     output.parent.mkdir(parents=True, exist_ok=True)
     program = torch.onnx.export(
-        _ExportedForward(model, output_names),
+        _ExportedForward(model, output_names).eval(),
         args=(),
         kwargs=example,
         input_names=input_names,
