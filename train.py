@@ -47,6 +47,7 @@ from vit_fer.trainer import (
     FERTrainingArguments,
     cache_encoder_features,
     check_replicas_in_sync,
+    default_output_dir,
     last_complete_checkpoint,
 )
 from vit_fer.transforms import FERDataCollator, FERTransform, input_names_for_config, with_fer_transforms
@@ -284,9 +285,11 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(logging.WARNING if training_args.should_log else logging.ERROR)
     set_seed(training_args.seed)
-    output_dir = Path(training_args.output_dir)
 
     model = build_model(model_args, data_args, training_args)
+    if not training_args.output_dir_given:
+        training_args.output_dir = str(default_output_dir(model.config))
+    output_dir = Path(training_args.output_dir)
     data_args.image_size = model.config.image_size  # the checkpoint's resolution unless --image_size said otherwise
     image_processor = build_image_processor(model_args, data_args)
     dataset = load_data(model, data_args, training_args)

@@ -3,6 +3,7 @@ after SIGKILL, bad arguments, and multi-process runs."""
 
 import importlib.util
 import json
+import re
 import os
 import shutil
 import signal
@@ -279,3 +280,16 @@ def test_help_lists_vit_fer_options_first_grouped_and_examples_on_their_own_line
     # The examples keep their lines; the usage is one line, not every option.
     assert "\n    python train.py args.yaml" in text
     assert text.splitlines()[0].startswith("usage: python train.py") and "--mode" not in text.splitlines()[0]
+
+
+def test_a_run_without_output_dir_gets_its_own_folder_named_after_its_design(data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs" / "demo").mkdir(parents=True)  # the demo's folder, which a user's own run must not touch
+    train.main([*TINY, "--dataset_dir", str(data_dir), "--mode", "combined", "--fusion_strategy", "late",
+                "--fusion_type", "attention", "--max_steps", "2", "--save_strategy", "no",
+                "--load_best_model_at_end", "false"])  # fmt: skip
+    folders = sorted(path.name for path in (tmp_path / "outputs").iterdir())
+    assert folders[0] == "demo" and len(folders) == 2
+    assert re.fullmatch(r"late-attention-\d{8}-\d{6}", folders[1])
+    assert (tmp_path / "outputs" / folders[1] / "config.json").is_file()
+    assert not any((tmp_path / "outputs" / "demo").iterdir())

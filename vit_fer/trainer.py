@@ -2,6 +2,7 @@
 backbone / head learning rates (and which sets the CPU malloc policy), cached encoder features, and a check that
 distributed replicas stayed in sync."""
 
+import datetime
 import logging
 import os
 import re
@@ -79,7 +80,13 @@ class FERTrainingArguments(TrainingArguments):
         metadata={"help": "Start afresh in an --output_dir holding an earlier run's checkpoints (deletes them)."},
     )
 
-    output_dir: str | None = field(default="outputs/demo", metadata={"help": "Where the model and results go."})
+    output_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where the model and results go. Unset: a new folder outputs/<design>-<date>-<time>, e.g. "
+            "outputs/late-attention-20260101-120000 (required with several processes)."
+        },
+    )
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on the validation split."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to write a checkpoint."})
     logging_strategy: str = field(default="steps", metadata={"help": "When to log the training loss."})
@@ -101,6 +108,12 @@ class FERTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        # The Trainer would name an unset output_dir "trainer_output"; train.py names it after the model instead.
+        self.output_dir_given = self.output_dir is not None
+        if not self.output_dir_given and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError(
+                "--output_dir is required with several processes: each would otherwise name its own folder."
+            )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {self.strategy!r}.")
         if self.cache_features and self.strategy != "classifier_only":
@@ -227,6 +240,20 @@ def check_replicas_in_sync(model: torch.nn.Module) -> None:
             f"The {len(gathered)} processes ended with different weights for {differing[:5]} ({len(differing)} in "
             "all): some parameters were not synchronised."
         )
+
+
+def default_output_dir(config, now: datetime.datetime | None = None) -> Path:
+    """outputs/<design>-<YYYYmmdd-HHMMSS>: a new folder per run, named after the model's design (`rgb`,
+    `early-concat`, `late-attention`, `late-prediction-weighted`, ...), never one an earlier run wrote."""
+    family = config.model_type.removeprefix("vit-fer").strip("-").removesuffix("-fusion")
+    if not family:
+        parts = [config.modality]
+    elif getattr(config, "fusion_layer", None) == "prediction":
+        parts = [family, "prediction", config.prediction_fusion]
+    else:
+        parts = [family, getattr(config, "fusion_type", None)]
+    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return Path("outputs") / "-".join(str(part) for part in [*parts, stamp] if part)
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
