@@ -14,9 +14,8 @@ vit-fer's options (model, data, fine-tuning strategy) come first below; the Trai
 import json
 import logging
 import platform
-import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -33,12 +32,13 @@ from vit_fer import (
     load_fer_dataset,
     load_fer_metric,
 )
-from vit_fer.arguments import FERArgumentParser
+from vit_fer.arguments import FERArgumentParser, user_errors
 from vit_fer.calibration import calibrate_after_training
 from vit_fer.factory import checkpoint_architecture
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 from vit_fer.hub import create_hub_repo, publish
 from vit_fer.model_card import write_model_card
+from vit_fer.output_dir import hold_output_dir
 from vit_fer.space import write_space
 from vit_fer.plots import plot_confusion_matrix, plot_learning_curves
 from vit_fer.synthetic import synthetic_benchmark
@@ -48,7 +48,6 @@ from vit_fer.trainer import (
     cache_encoder_features,
     check_replicas_in_sync,
     default_output_dir,
-    last_complete_checkpoint,
 )
 from vit_fer.transforms import FERDataCollator, FERTransform, input_names_for_config, with_fer_transforms
 
@@ -178,6 +177,7 @@ class DataArguments:
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FERTrainingArguments]:
     parser = FERArgumentParser(
         (ModelArguments, DataArguments, FERTrainingArguments),
+        prog="train.py",
         description=__doc__,
         usage="python train.py [--OPTION VALUE ...] | python train.py ARGS.yaml | python train.py ARGS.json",
     )
@@ -185,12 +185,39 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FER
         print("No arguments: running the offline demo, i.e. python train.py " + " ".join(
             f"--{key} {value}" for key, value in DEMO_ARGUMENTS.items()
         ))
-        return parser.parse_dict(DEMO_ARGUMENTS)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(argv[0])
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(argv[0])
-    return parser.parse_args_into_dataclasses(argv)
+    return parser.parse_into_dataclasses(argv, defaults=DEMO_ARGUMENTS)
+
+
+def check_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: FERTrainingArguments):
+    """Checks every argument before anything is built or read: the model's options by building it on the meta
+    device (no weights), the processor's, and the data's sources and fractions. Raises `ValueError` naming the
+    argument. Returns the model's configuration (of the design asked for, without the checkpoint's sizes)."""
+    with torch.device("meta"):
+        config = build_model(replace(model_args, model_name_or_path=None), data_args, training_args).config
+    ViTFERImageProcessor(size=data_args.image_size, thermal_temperature_range=data_args.thermal_temperature_range)
+    check_data_arguments(data_args)
+    return config
+
+
+def check_data_arguments(data_args: DataArguments) -> None:
+    if data_args.dataset_dir is not None and not Path(data_args.dataset_dir).exists():
+        raise ValueError(f"--dataset_dir {data_args.dataset_dir} does not exist.")
+    for name in ("validation_size", "test_size"):
+        if not 0.0 <= getattr(data_args, name) < 1.0:
+            raise ValueError(f"--{name} must be in [0, 1), got {getattr(data_args, name)}.")
+    if data_args.validation_size + data_args.test_size >= 1.0:
+        raise ValueError(
+            f"--validation_size + --test_size must be below 1, got {data_args.validation_size + data_args.test_size}."
+        )
+    for name in ("image_size", "synthetic_num_samples"):
+        if getattr(data_args, name) < 1:
+            raise ValueError(f"--{name} must be a positive integer, got {getattr(data_args, name)}.")
+
+
+def data_sources(data_args: DataArguments) -> list[str]:
+    """The local paths the data comes from, which `--overwrite_output_dir` must never touch."""
+    candidates = [data_args.dataset_dir, data_args.dataset_name, data_args.synthetic_dir]
+    return [path for path in candidates if path is not None and Path(path).exists()]
 
 
 def build_model(model_args: ModelArguments, data_args: DataArguments, training_args: FERTrainingArguments):
@@ -287,8 +314,6 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
     set_seed(training_args.seed)
 
     model = build_model(model_args, data_args, training_args)
-    if not training_args.output_dir_given:
-        training_args.output_dir = str(default_output_dir(model.config))
     output_dir = Path(training_args.output_dir)
     data_args.image_size = model.config.image_size  # the checkpoint's resolution unless --image_size said otherwise
     image_processor = build_image_processor(model_args, data_args)
@@ -339,7 +364,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
         compute_metrics=build_compute_metrics(model.config.id2label),
         callbacks=callbacks,
     )
-    train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     check_replicas_in_sync(trainer.model)
 
     metrics = {**train_result.metrics}
@@ -392,30 +417,6 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
     return metrics
 
 
-def resume_checkpoint(training_args: FERTrainingArguments) -> str | None:
-    """The checkpoint to resume from: `--resume_from_checkpoint PATH`, or the last complete one in `--output_dir`
-    with `--resume_from_checkpoint true`. Checkpoints of an earlier run are never overwritten silently."""
-    output_dir = Path(training_args.output_dir)
-    last = last_complete_checkpoint(output_dir) if output_dir.is_dir() else None
-    requested = training_args.resume_from_checkpoint
-    if requested in ("true", "True"):
-        if last is None:
-            raise ValueError(f"--resume_from_checkpoint true: {output_dir} holds no complete checkpoint to resume from.")
-        return str(last)
-    if requested is not None:
-        return requested
-    if output_dir.is_dir() and any(output_dir.glob("checkpoint-*")):
-        if not training_args.overwrite_output_dir:
-            raise ValueError(
-                f"{output_dir} holds checkpoints of an earlier run. Continue it with --resume_from_checkpoint true, "
-                "start afresh with --overwrite_output_dir (deletes them), or choose another --output_dir."
-            )
-        with training_args.main_process_first(local=False, desc="removing the earlier run"):
-            if training_args.process_index == 0:
-                shutil.rmtree(output_dir)
-    return None
-
-
 def describe_hardware(training_args: FERTrainingArguments) -> str:
     device = training_args.device
     if device.type == "cuda":
@@ -436,7 +437,14 @@ def print_results(metrics: dict, output_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return train(*parse_arguments(sys.argv[1:] if argv is None else argv))
+    model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    # A mistake in the arguments, the output folder or the data ends the run in one message (exit status 2).
+    with user_errors("train.py"):
+        config = check_arguments(model_args, data_args, training_args)
+        if not training_args.output_dir_given:
+            training_args.output_dir = str(default_output_dir(config))
+        with hold_output_dir(training_args, protected=data_sources(data_args)):
+            return train(model_args, data_args, training_args)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@ backbone / head learning rates (and which sets the CPU malloc policy), cached en
 distributed replicas stayed in sync."""
 
 import datetime
+import json
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch.optim import AdamW
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_pt_utils import nested_gather
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
 from .allocator import MALLOC_POLICIES, set_malloc_policy
 from .optimization import get_parameter_groups
@@ -23,6 +27,8 @@ from .optimization import get_parameter_groups
 logger = logging.getLogger(__name__)
 
 STRATEGIES = ("classifier_only", "full", "progressive")
+RUN_SUMMARY_NAME = "run_summary.json"
+"""File of each checkpoint with the training loss summed and the time spent up to it, for whole-run figures."""
 MALLOC_POLICY_CHOICES = ("auto", *MALLOC_POLICIES)
 
 
@@ -182,6 +188,55 @@ class FERTrainer(Trainer):
         # The host allocator is on the hot path only when the steps run on CPU.
         if self.args.device.type == "cpu" and set_malloc_policy(self.args.cpu_malloc_policy):
             logger.info("malloc policy: %s", self.args.cpu_malloc_policy)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """The `Trainer`'s training, with a summary (`train_loss`, runtime, speeds) of the whole run: a resumed run
+        adds what it trains to the figures its checkpoint recorded ([`RUN_SUMMARY_NAME`]), where the `Trainer`
+        alone reports the last segment only (and a `train_loss` of 0.0 when nothing was left to train)."""
+        self._earlier = {"steps": 0, "train_loss_sum": 0.0, "train_runtime": 0.0}
+        if isinstance(resume_from_checkpoint, (str, Path)):
+            summary = Path(resume_from_checkpoint) / RUN_SUMMARY_NAME
+            if summary.is_file():
+                self._earlier = json.loads(summary.read_text())
+            else:
+                logger.warning("%s has no %s: train_loss and the speeds will cover only the resumed part.",
+                               resume_from_checkpoint, RUN_SUMMARY_NAME)
+        self._segment_start = time.time()
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        metrics = output.metrics
+        steps = output.global_step
+        segment_steps = steps - self._initial_global_step
+        loss_sum = self._earlier["train_loss_sum"] + output.training_loss * segment_steps
+        runtime = self._earlier["train_runtime"] + metrics["train_runtime"]
+        samples_per_step = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        whole = {
+            "train_loss": loss_sum / max(steps, 1),
+            "train_runtime": round(runtime, 4),
+            "train_steps_per_second": round(steps / runtime, 3) if runtime else 0.0,
+            "train_samples_per_second": round(steps * samples_per_step / runtime, 3) if runtime else 0.0,
+        }
+        metrics.update(whole)
+        # The final log entry (learning curves, trainer_state) says the same.
+        for entry in reversed(self.state.log_history):
+            if "train_loss" in entry:
+                entry.update(whole)
+                break
+        return TrainOutput(output.global_step, whole["train_loss"], metrics)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # Written before the Trainer's files, so a checkpoint complete for the Trainer (trainer_state.json is its
+        # last file) always has it. The loss not yet logged is averaged over processes as the Trainer's logs are.
+        pending = nested_gather(self._tr_loss, self.args.parallel_mode).mean().item()
+        summary = {
+            "steps": self.state.global_step,
+            "train_loss_sum": self._earlier["train_loss_sum"] + self._total_loss_scalar + pending,
+            "train_runtime": self._earlier["train_runtime"] + time.time() - self._segment_start,
+        }
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / RUN_SUMMARY_NAME).write_text(json.dumps(summary))
+        super()._save_checkpoint(model, trial)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:
