@@ -44,6 +44,7 @@ RUN_FILES = (
     "run_config.json",
     "confusion_matrix.png",
     "learning_curves.png",
+    "reliability_diagram.png",
 )
 """Names of the files a training run writes into its output folder, besides `checkpoint-*` folders, weight shards
 (`model-00001-of-00002.safetensors`) and the code files listed in the saved `auto_map`."""
