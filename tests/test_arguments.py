@@ -108,6 +108,10 @@ def _other_value(annotation, default):
     return [str(default)], default  # strings are checked against their choices: the default round-trips
 
 
+# Options that are valid only together with another one.
+COMPANIONS = {"write_space": ["--hub_model_id", "someone/vit-fer"]}
+
+
 def test_every_vit_fer_option_is_settable_on_the_command_line(tmp_path):
     fields = list(_vit_fer_fields())
     assert len(fields) > 30
@@ -115,6 +119,6 @@ def test_every_vit_fer_option_is_settable_on_the_command_line(tmp_path):
         if default is None or name in ("output_dir", "cache_features"):
             continue
         tokens, expected = _other_value(annotation, default)
-        parsed = train.parse_arguments([f"--{name}", *tokens, "--output_dir", str(tmp_path)])
+        parsed = train.parse_arguments([f"--{name}", *tokens, *COMPANIONS.get(name, []), "--output_dir", str(tmp_path)])
         values = {key: value for part in parsed for key, value in vars(part).items()}
         assert values[name] == expected, name
