@@ -22,6 +22,7 @@ import group_checkpointing
 import group_compile
 import group_data
 import group_finetuning
+import group_inference
 import group_machine
 import group_models
 import group_precision
@@ -30,7 +31,7 @@ from vit_fer.allocator import MALLOC_POLICIES, set_malloc_policy
 from workloads import AUTOCAST_DTYPES, SIZES, VARIANTS, Bench, Workload
 
 
-GROUPS = ("models", "attention", "checkpointing", "finetuning", "precision", "data", "compile")
+GROUPS = ("models", "attention", "checkpointing", "finetuning", "precision", "data", "inference", "compile")
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         "finetuning": lambda: group_finetuning.run(bench),
         "precision": lambda: group_precision.run(bench),
         "data": lambda: group_data.run(bench),
+        "inference": lambda: group_inference.run(bench),
         "compile": lambda: group_compile.run(bench),
     }
     for group in arguments.groups:
