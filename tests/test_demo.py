@@ -249,3 +249,46 @@ def test_write_space_refuses_a_folder_it_did_not_write_and_a_bare_repo_name(trai
     assert (occupied / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="namespace/name"):
         write_space(trained_model_dir, tmp_path / "new", repo_id="no-namespace")
+
+
+def test_mistakes_become_messages_naming_the_file_and_the_fix(saved_fer_model, pair):
+    from vit_fer.demo import classify_files
+    from vit_fer.inference import load_fer_pipeline
+
+    early = load_fer_pipeline(saved_fer_model("early-concat"))
+    with pytest.raises(ValueError, match="needs both modalities"):
+        classify_files(early, {"rgb": str(pair["rgb"]), "thermal": None}, top_k=3)
+    with pytest.raises(ValueError, match=r"s000_\d+\.png: expected an RGB photo .* thermal image"):
+        classify_files(early, {"rgb": str(pair["thermal"]), "thermal": str(pair["thermal"])}, top_k=3)
+    with pytest.raises(ValueError, match="Upload an RGB and a thermal image"):
+        classify_files(early, {"rgb": None, "thermal": None}, top_k=3)
+    rgb_only = load_fer_pipeline(saved_fer_model("rgb"))
+    with pytest.raises(ValueError, match="reads only RGB images"):
+        classify_files(rgb_only, {"rgb": str(pair["rgb"]), "thermal": str(pair["thermal"])}, top_k=3)
+
+
+@pytest.mark.parametrize("kind", ["16-bit", "npy", "8-bit"])
+def test_thermal_preview_shows_what_the_model_reads_in_false_colour(saved_fer_model, pair, tmp_path, kind):
+    from PIL import Image
+
+    from vit_fer.demo import PREVIEW_SIZE, classify_files
+    from vit_fer.inference import load_fer_pipeline
+    from vit_fer.synthetic import KELVIN_OFFSET
+
+    counts = np.asarray(Image.open(pair["thermal"]))
+    celsius = counts.astype(np.float32) / 100.0 - KELVIN_OFFSET
+    thermal = {"16-bit": pair["thermal"], "npy": tmp_path / "frame.npy", "8-bit": tmp_path / "frame.png"}[kind]
+    np.save(tmp_path / "frame.npy", celsius)
+    Image.fromarray(np.clip((celsius - 20.0) / 20.0 * 255.0, 0, 255).astype(np.uint8)).save(tmp_path / "frame.png")
+
+    classifier = load_fer_pipeline(saved_fer_model("late-attention"))
+    probabilities, weights, previews = classify_files(
+        classifier, {"rgb": str(pair["rgb"]), "thermal": str(thermal)}, top_k=3
+    )
+    assert len(probabilities) == 3 and set(weights) == {"RGB", "thermal"}
+    assert previews["rgb"].height == PREVIEW_SIZE and previews["thermal"].height == PREVIEW_SIZE
+    preview = np.asarray(previews["thermal"])
+    # False colour: the face is rendered in the colour map's hues, not in grey.
+    assert np.abs(preview[..., 0].astype(int) - preview[..., 2].astype(int)).max() > 100
+    previews["thermal"].save(tmp_path / f"thermal-{kind}.png")
+    print(tmp_path / f"thermal-{kind}.png")

@@ -76,7 +76,7 @@ def thermal_preview(path: str | os.PathLike, classifier: FERPipeline) -> PIL.Ima
         low, high = processor.thermal_temperature_range
         image = axes.imshow(low + unit[0] * (high - low), cmap="inferno", vmin=low, vmax=high)
         figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-        caption = f"°C, window {low:g}–{high:g} °C (saturates outside)"
+        caption = f"temperature (°C), window {low:g}–{high:g} °C, saturating outside"
     figure.text(0.5, 0.03, caption, ha="center", fontsize=9)
     figure.tight_layout(rect=(0, 0.08, 1, 1))
     canvas = FigureCanvasAgg(figure)

@@ -59,9 +59,23 @@ def _open_image(path: Path, verify: bool) -> PIL.Image.Image:
     return image
 
 
+# 16-bit and float frames are radiometric data: converted to RGB they would saturate to white.
+_NOT_PHOTO_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
 def load_rgb_file(path: str | os.PathLike) -> PIL.Image.Image:
-    """Decodes an RGB photo; the image keeps its mode (the processor converts it to RGB)."""
-    return _open_image(Path(path), verify=True)
+    """Decodes an RGB photo; the image keeps its mode (the processor converts it to RGB).
+
+    Raises:
+        `ImageFileError` for an unreadable file, or a 16-bit or float single-channel frame (a thermal capture).
+    """
+    image = _open_image(Path(path), verify=True)
+    if image.mode in _NOT_PHOTO_MODES:
+        raise ImageFileError(
+            f"{path}: expected an RGB photo (8-bit), got a {image.mode} single-channel frame — a radiometric thermal "
+            "image? Give it as the thermal image."
+        )
+    return image
 
 
 def load_thermal_file(path: str | os.PathLike) -> PIL.Image.Image | np.ndarray:
