@@ -34,13 +34,16 @@ from vit_fer import (
 )
 from vit_fer.arguments import FERArgumentParser, user_errors
 from vit_fer.calibration import calibrate_after_training
+from vit_fer.explain import write_test_overlays
 from vit_fer.factory import checkpoint_architecture
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 from vit_fer.hub import create_hub_repo, publish
 from vit_fer.model_card import write_model_card
+from vit_fer.inference import FERPipeline
 from vit_fer.output_dir import hold_output_dir
 from vit_fer.space import write_space
 from vit_fer.plots import plot_confusion_matrix, plot_learning_curves
+from vit_fer.robustness import robustness_report
 from vit_fer.synthetic import synthetic_benchmark
 from vit_fer.trainer import (
     FERTrainer,
@@ -398,6 +401,11 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
         if confusion is not None:
             plot_confusion_matrix(confusion, labels, output_dir / "confusion_matrix.png", "test split")
         plot_learning_curves(trainer.state.log_history, output_dir / "learning_curves.png")
+        if "test" in dataset:
+            # Where the model looked, and how it holds up under degraded inputs, on samples it never saw.
+            classifier = FERPipeline(model=trainer.model, image_processor=image_processor)
+            write_test_overlays(classifier, dataset["test"], output_dir)
+            robustness_report(trainer.model, image_processor, dataset["test"], output_dir, title="test split")
         run_config = {
             "model": asdict(model_args),
             "data": asdict(data_args),

@@ -155,6 +155,56 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="Saved model folder or Hub id (with its image processor).")
+    parser.add_argument("--rgb", type=Path, help="RGB image of one face.")
+    parser.add_argument("--thermal", type=Path, help="Thermal image of the same face (image file or .npy in °C).")
+    parser.add_argument("--output", required=True, type=Path, help="PNG file to write the overlay figure to.")
+    parser.add_argument(
+        "--method", choices=["grad_cam", "attention_rollout", "all"], default="all", help="Explanation method(s)."
+    )
+    parser.add_argument("--label", help="Class to explain (default: the predicted one).")
+    parser.add_argument("--device", help="Device to run on, e.g. cpu or cuda:0 (default: the pipeline's choice).")
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from .explain import METHODS, write_overlay
+    from .inference import load_fer_pipeline
+
+    pair = {modality: path for modality, path in (("rgb", args.rgb), ("thermal", args.thermal)) if path is not None}
+    if not pair:
+        raise SystemExit("vit-fer explain: give --rgb and/or --thermal.")
+    if args.output.suffix.lower() != ".png":
+        raise SystemExit(f"vit-fer explain: --output must be a .png file, got {args.output}.")
+    classifier = load_fer_pipeline(args.model, device=args.device)
+    methods = METHODS if args.method == "all" else (args.method,)
+    pair = {modality: str(path) for modality, path in pair.items()}
+    print(f"Wrote {write_overlay(classifier, pair, args.output, methods=methods, label=args.label)}")
+    return 0
+
+
+def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="Saved model folder or Hub id (with its image processor).")
+    parser.add_argument("--data", required=True, help="Data folder or manifest (any layout train.py reads).")
+    parser.add_argument(
+        "--split", default="test", choices=["train", "validation", "test", "all"],
+        help="Split to score; split as the model's training did when its folder has run_config.json (default: test).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--output_dir", type=Path, help="Where robustness.json and robustness.png go (default: the model folder)."
+    )
+    parser.add_argument("--device", help="Device to run on, e.g. cpu or cuda:0 (default: the pipeline's choice).")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .robustness import PLOT_NAME, REPORT_NAME, evaluate_saved_model, format_report
+
+    report, folder = evaluate_saved_model(args.model, args.data, args.split, args.output_dir, args.device)
+    print(format_report(report))
+    print(f"Wrote {folder / REPORT_NAME} and {folder / PLOT_NAME}")
+    return 0
+
+
 register_command(
     Command(
         "synthesize",
@@ -183,6 +233,23 @@ register_command(
         "Export a saved model to ONNX (named inputs, dynamic batch) with its config and processor.",
         _add_export_onnx_arguments,
         _run_export_onnx,
+    )
+)
+register_command(
+    Command(
+        "evaluate",
+        "Robustness report: accuracy and macro-F1 with a modality missing, thermal noise and drift, RGB brightness "
+        "and blur, and misregistration (JSON + plot).",
+        _add_evaluate_arguments,
+        _run_evaluate,
+    )
+)
+register_command(
+    Command(
+        "explain",
+        "Explain one prediction: RGB and thermal with heat maps, the top classes and the modality weights (PNG).",
+        _add_explain_arguments,
+        _run_explain,
     )
 )
 register_command(Command("card", CARD_HELP, add_card_arguments, run_card_command))

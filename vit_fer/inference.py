@@ -18,11 +18,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import PIL.Image
 import torch
 from transformers import AutoModelForImageClassification, Pipeline, pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .data import MODALITIES, BadSample, find_child_dir, pair_files, report_bad_samples, scan_modality_folder
+from .explain import METHODS as EXPLANATION_METHODS
+from .explain import explain as explain_model
+from .explain import resize_map
 from .thermal import load_image
 from .transforms import DEFAULT_INPUT_NAMES, input_names_for_config
 
@@ -41,6 +46,11 @@ class FERPipeline(Pipeline):
     Returns, per input, `{"predictions": [{"label", "score"}, ...top_k], "modality_weights": {"rgb", "thermal"}}`
     (the weights only for models that produce them). Scores are the calibrated probabilities
     `softmax(logits / config.calibration_temperature)`.
+
+    With `explain=True`, also `"explanation": {"method", "label", "maps": {modality: array}}`: per modality given, a
+    float32 `(height, width)` map in [0, 1] at that image's own size, explaining `label` (`explain_label`, by default
+    the predicted class) by `explain_method` (`"grad_cam"`, the default, or `"attention_rollout"`; see
+    `vit_fer.explain`).
     """
 
     _load_processor = False
@@ -48,13 +58,29 @@ class FERPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, top_k: int | None = None):
-        postprocess_params = {}
+    def _sanitize_parameters(
+        self,
+        top_k: int | None = None,
+        explain: bool | None = None,
+        explain_method: str | None = None,
+        explain_label: str | None = None,
+    ):
+        postprocess_params, forward_params = {}, {}
         if top_k is not None:
             if top_k < 1:
                 raise ValueError(f"`top_k` must be a positive integer, got {top_k}.")
             postprocess_params["top_k"] = top_k
-        return {}, {}, postprocess_params
+        if (explain_method is not None or explain_label is not None) and not explain:
+            raise ValueError("`explain_method` and `explain_label` need `explain=True`.")
+        if explain:
+            if explain_method is not None and explain_method not in EXPLANATION_METHODS:
+                raise ValueError(f"`explain_method` must be one of {EXPLANATION_METHODS}, got {explain_method!r}.")
+            if explain_label is not None and explain_label not in self.model.config.label2id:
+                raise ValueError(
+                    f"`explain_label` must be one of {sorted(self.model.config.label2id)}, got {explain_label!r}."
+                )
+            forward_params["explain"] = {"method": explain_method or "grad_cam", "target": explain_label}
+        return {}, forward_params, postprocess_params
 
     def _pair(self, inputs: Any) -> dict[str, Any]:
         names = input_names_for_config(self.model.config)
@@ -79,11 +105,23 @@ class FERPipeline(Pipeline):
         features = self.image_processor(
             images=images.get("rgb"), thermal_images=images.get("thermal"), return_tensors="pt"
         )
-        return {names[modality]: features[DEFAULT_INPUT_NAMES[modality]].to(self.dtype) for modality in pair}
+        model_inputs = {names[modality]: features[DEFAULT_INPUT_NAMES[modality]].to(self.dtype) for modality in pair}
+        # Explanation maps go back to each image's own size.
+        model_inputs["image_sizes"] = {modality: _image_size(image) for modality, image in images.items()}
+        return model_inputs
 
-    def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | None]:
-        outputs = self.model(**model_inputs)
-        return {"logits": outputs.logits, "modality_weights": getattr(outputs, "modality_weights", None)}
+    def _forward(self, model_inputs: dict[str, Any], explain: dict | None = None) -> dict[str, Any]:
+        image_sizes = model_inputs.pop("image_sizes")
+        if explain is None:
+            outputs = self.model(**model_inputs)
+            return {"logits": outputs.logits, "modality_weights": getattr(outputs, "modality_weights", None)}
+        explanation = explain_model(self.model, **model_inputs, **explain)
+        return {
+            "logits": explanation.logits,
+            "modality_weights": explanation.modality_weights,
+            "explanation": explanation,
+            "image_sizes": image_sizes,
+        }
 
     def postprocess(self, model_outputs: dict[str, torch.Tensor | None], top_k: int = 3) -> dict[str, Any]:
         # Prediction-fusion logits are log-probabilities: the softmax gives them back unchanged (at temperature 1).
@@ -100,7 +138,22 @@ class FERPipeline(Pipeline):
         weights = model_outputs["modality_weights"]
         if weights is not None:
             result["modality_weights"] = dict(zip(MODALITIES, weights[0].float().tolist(), strict=True))
+        explanation = model_outputs.get("explanation")
+        if explanation is not None:
+            sizes = model_outputs["image_sizes"]
+            result["explanation"] = {
+                "method": explanation.method,
+                "label": id2label[int(explanation.target[0])],
+                "maps": {m: resize_map(heat[0].cpu().numpy(), sizes[m]) for m, heat in explanation.maps.items()},
+            }
         return result
+
+
+def _image_size(image: Any) -> tuple[int, int]:
+    """(height, width) of a decoded image: a PIL image or an array with the rows first."""
+    if isinstance(image, PIL.Image.Image):
+        return image.height, image.width
+    return tuple(np.asarray(image).shape[:2])
 
 
 PIPELINE_REGISTRY.register_pipeline(
