@@ -67,8 +67,10 @@ def test_train_writes_a_complete_evaluated_model_folder(data_dir, tmp_path, stra
         "model.safetensors", "config.json", "modeling_vit_fer.py", "configuration_vit_fer.py",
         "preprocessor_config.json", "image_processing_vit_fer.py", "eval_results.json", "test_results.json",
         "confusion_matrix.png", "learning_curves.png", "README.md", "run_config.json", "reliability_diagram.png",
+        "robustness.json", "robustness.png",
     ):  # fmt: skip
         assert (output_dir / name).is_file(), name
+    assert len(list((output_dir / "explanations").glob("*.png"))) == 3  # overlays of test samples
     config = json.loads((output_dir / "config.json").read_text())
     assert set(config["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForImageClassification"}
     # The temperature fitted on validation travels in the config; test calibration is reported before and after.

@@ -83,11 +83,14 @@ def plot_reliability_diagram(
         confidence = np.asarray(result["bin_confidence"])
         axis.bar(centres[filled], accuracy[filled], width=1.0 / num_bins, edgecolor="black", color="tab:blue",
                  label="accuracy in the bin")
-        axis.bar(centres[filled], (confidence - accuracy)[filled], bottom=accuracy[filled], width=1.0 / num_bins,
-                 color="tab:red", alpha=0.35, hatch="//", edgecolor="tab:red", label="gap to the mean confidence")
+        axis.plot(centres[filled], confidence[filled], "D", color="tab:red", markersize=5,
+                  label="mean confidence in the bin")
+        axis.vlines(centres[filled], accuracy[filled], confidence[filled], color="tab:red", linewidth=1.5)
         axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-        for centre, count, top in zip(centres[filled], counts[filled], np.maximum(accuracy, confidence)[filled]):
-            axis.text(centre, min(top + 0.02, 0.97), str(count), ha="center", fontsize=7, color="dimgray")
+        for centre, count, height in zip(centres[filled], counts[filled], accuracy[filled]):
+            # The number of samples at the foot of each bar, white on the bar where it is tall enough.
+            axis.text(centre, 0.015, str(count), ha="center", va="bottom", fontsize=7,
+                      color="white" if height > 0.08 else "black")
         axis.set_xlim(0, 1)
         axis.set_ylim(0, 1)
         axis.set_xlabel("confidence (top class probability)")
@@ -95,7 +98,7 @@ def plot_reliability_diagram(
                        fontsize=10)
     axes[0][0].set_ylabel("accuracy")
     axes[0][0].legend(loc="upper left", fontsize=8)
-    figure.suptitle(f"{title} ({CALIBRATION_BINS} bins; grey numbers: samples per bin)", fontsize=10)
+    figure.suptitle(f"{title} ({CALIBRATION_BINS} bins; the number at a bar's foot: samples in the bin)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -1,7 +1,7 @@
 """Where a vit-fer model looked: explanation maps per modality, and the overlay figure that shows them.
 
-Two methods, for every architecture (any model whose output carries its encoders' hidden states and attentions the
-way vit-fer's models do — also one loaded by remote code):
+Two methods, for every architecture — single-modality, early, mid and late fusion — (any model whose output carries
+its encoders' hidden states and attentions the way vit-fer's models do, also one loaded by remote code):
 
 - `"grad_cam"` (Selvaraju et al., 2017) on the encoder's patch tokens: the tokens entering the last encoder layer
   (the last place where patch tokens still feed the [CLS] token the head reads), weighted per channel by the
@@ -12,8 +12,9 @@ way vit-fer's models do — also one loaded by remote code):
   depend on the class. It needs the attention weights, which only the eager attention kernel returns: the model is
   switched to eager attention for the call and restored afterwards.
 
-Maps are per modality present. A late-fusion model has one encoder per modality and so one map per modality; a
-single-encoder model that reads both (early fusion: the two images stacked or summed patch by patch) has one map
+Maps are per modality present. Late and mid fusion have one stream per modality (`hidden_states` / `attentions`
+and `thermal_hidden_states` / `thermal_attentions`) and so one map per modality; a single-encoder model that reads
+both (early fusion: the two images stacked or summed patch by patch) has one map
 over the shared patch grid, returned for each modality. Each map has the resolution of the model input (bilinear
 from the patch grid), rescaled to [0, 1] per sample (its minimum to 0, its maximum to 1; all zeros when flat).
 
@@ -98,15 +99,6 @@ def _encoder_streams(config, outputs, given: Sequence[str]) -> tuple[dict[str, t
     return {m: (outputs.hidden_states, outputs.attentions) for m in given}, len(given) > 1
 
 
-def _patch_grid(num_patches: int, height: int, width: int) -> tuple[int, int]:
-    """The (rows, columns) of the patch grid of an input of `height` × `width` with `num_patches` patches."""
-    patch = round((height * width / num_patches) ** 0.5)
-    rows, columns = height // patch, width // patch
-    if rows * columns != num_patches:
-        raise ValueError(f"Cannot lay {num_patches} patch tokens on a {height}×{width} input.")
-    return rows, columns
-
-
 def _to_input_resolution(patch_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(batch, rows, columns) → (batch, height, width), bilinear, each map rescaled to [0, 1] (its minimum to 0, its
     maximum to 1). Rollout maps sit on a floor that the residual path gives every patch; rescaling removes it."""
@@ -116,31 +108,60 @@ def _to_input_resolution(patch_map: torch.Tensor, size: tuple[int, int]) -> torc
     return (upsampled - low) / span
 
 
-def grad_cam_from_tokens(tokens: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+def grad_cam_from_tokens(tokens: torch.Tensor, gradients: torch.Tensor, num_patches: int) -> torch.Tensor:
     """Grad-CAM over transformer tokens: `relu(sum_c mean_patches(dScore/dA_c) * A_c)` per patch.
 
     Args:
-        tokens, gradients (`torch.Tensor` of shape `(batch, 1 + num_patches, hidden_size)`): the tokens (the [CLS]
-            token first) and the gradient of the explained score with respect to them.
+        tokens, gradients (`torch.Tensor` of shape `(batch, num_tokens, hidden_size)`): the tokens — [CLS], the
+            `num_patches` patch tokens, then any fusion tokens (mid fusion's bottleneck), which are left out — and the
+            gradient of the explained score with respect to them.
 
     Returns:
         `(batch, num_patches)`.
     """
-    patches, patch_gradients = tokens[:, 1:], gradients[:, 1:]
+    patches, patch_gradients = tokens[:, 1 : 1 + num_patches], gradients[:, 1 : 1 + num_patches]
     weights = patch_gradients.mean(dim=1, keepdim=True)
     return (weights * patches).sum(dim=-1).relu()
 
 
-def attention_rollout_from_attentions(attentions: Sequence[torch.Tensor]) -> torch.Tensor:
+def attention_rollout_from_attentions(attentions: Sequence[torch.Tensor], num_patches: int) -> torch.Tensor:
     """Attention rollout: `(batch, num_patches)` relevance of the patches for the [CLS] token, from one
-    `(batch, heads, tokens, tokens)` attention tensor per layer (first layer first)."""
+    `(batch, heads, queries, keys)` attention tensor per layer (first layer first).
+
+    Only the attention among the stream's own tokens ([CLS] and the patches, the first `1 + num_patches` queries and
+    keys) is followed, renormalised: mid fusion's layers also attend to bottleneck tokens or to the other stream,
+    whose relevance rollout cannot trace back to this stream's pixels."""
+    num_tokens = 1 + num_patches
     rollout = None
     for attention in attentions:
-        mixed = attention.float().mean(dim=1)
+        mixed = attention[:, :, :num_tokens, :num_tokens].float().mean(dim=1)
         mixed = mixed + torch.eye(mixed.shape[-1], device=mixed.device)  # the residual connection
         mixed = mixed / mixed.sum(dim=-1, keepdim=True)
         rollout = mixed if rollout is None else mixed @ rollout
     return rollout[:, 0, 1:]
+
+
+def _last_layer_tokens(hidden_states: Sequence[torch.Tensor], normalised: Sequence[tuple]) -> tuple[torch.Tensor, slice]:
+    """The activations Grad-CAM weighs for one stream: the tokens entering its last layer (its output patch tokens no
+    longer reach [CLS]), after that layer's pre-attention LayerNorm — the usual ViT target (pytorch-grad-cam's
+    `blocks[-1].norm1`). The normalisation matters: the residual stream carries a few tokens of outsized norm that
+    would otherwise take the whole map. Mid fusion's layers may read the stream's tokens inside a longer sequence
+    (bottleneck tokens appended, or both streams joined): LayerNorm works token by token, so the stream's slice of
+    the output is taken. Where no layer read them as they are, the un-normalised tokens are used.
+
+    Returns:
+        `(activations, tokens)`: a tensor of the forward graph, and the slice of its tokens that are the stream's.
+    """
+    entering = hidden_states[max(len(hidden_states) - 2, 0)]  # a one-layer stream enters it at the embeddings
+    length = entering.shape[1]
+    for layer_input, layer_output in reversed(normalised):
+        if layer_input is entering:
+            return layer_output, slice(0, length)
+        if layer_input.shape[0] == entering.shape[0] and layer_input.shape[1] > length:
+            for offset in (0, layer_input.shape[1] - length):
+                if torch.equal(layer_input[:, offset : offset + length], entering):
+                    return layer_output, slice(offset, offset + length)
+    return entering, slice(0, length)
 
 
 def _resolve_target(target, logits: torch.Tensor, config) -> torch.Tensor:
@@ -187,6 +208,8 @@ def explain(
         raise ValueError("Pass `pixel_values`, `thermal_pixel_values`, or both.")
     reference = next(iter(inputs.values()))
     size = tuple(reference.shape[-2:])
+    patch_size = model.config.patch_size
+    rows, columns = size[0] // patch_size, size[1] // patch_size
     given = model_modalities(model.config)
     if len(given) == 2:
         given = tuple(m for m, name in zip(MODALITIES, ("pixel_values", "thermal_pixel_values")) if name in inputs)
@@ -197,26 +220,41 @@ def explain(
             with torch.no_grad(), eager_attention(model):
                 outputs = model(**inputs, output_attentions=True, return_dict=True)
             streams, shared = _encoder_streams(model.config, outputs, given)
-            patch_maps = {m: attention_rollout_from_attentions(attentions) for m, (_, attentions) in streams.items()}
+            patch_maps = {
+                m: attention_rollout_from_attentions(attentions, rows * columns) for m, (_, attentions) in streams.items()
+            }
             target_ids = _resolve_target(target, outputs.logits, model.config)
         else:
+            # Every layer's pre-attention LayerNorm reports its input and output, to find each stream's last one.
+            normalised = []
+            hooks = [
+                module.layernorm_before.register_forward_hook(lambda _, args, output: normalised.append((args[0], output)))
+                for module in model.modules()
+                if isinstance(getattr(module, "layernorm_before", None), nn.LayerNorm)
+            ]
+            try:
+                with torch.enable_grad():
+                    # Inputs that need a gradient make every token need one, even in a frozen encoder.
+                    inputs = {name: value.detach().clone().requires_grad_(True) for name, value in inputs.items()}
+                    outputs = model(**inputs, output_hidden_states=True, return_dict=True)
+            finally:
+                for hook in hooks:
+                    hook.remove()
             with torch.enable_grad():
-                # Inputs that need a gradient make every token need one, even in a frozen encoder.
-                inputs = {name: value.detach().clone().requires_grad_(True) for name, value in inputs.items()}
-                outputs = model(**inputs, output_hidden_states=True, return_dict=True)
                 streams, shared = _encoder_streams(model.config, outputs, given)
                 target_ids = _resolve_target(target, outputs.logits.detach(), model.config)
                 score = outputs.logits.gather(1, target_ids[:, None]).sum()
-                # The tokens entering the last layer: the last layer's output patch tokens no longer reach [CLS].
-                tokens = {m: hidden_states[-2] for m, (hidden_states, _) in streams.items()}
-                unique = list({id(t): t for t in tokens.values()}.values())
+                tokens = {m: _last_layer_tokens(hidden_states, normalised) for m, (hidden_states, _) in streams.items()}
+                unique = list({id(t): t for t, _ in tokens.values()}.values())
                 gradients = dict(zip(map(id, unique), torch.autograd.grad(score, unique), strict=True))
-            patch_maps = {m: grad_cam_from_tokens(t.detach(), gradients[id(t)]) for m, t in tokens.items()}
+            patch_maps = {
+                m: grad_cam_from_tokens(t.detach()[:, part], gradients[id(t)][:, part], rows * columns)
+                for m, (t, part) in tokens.items()
+            }
     finally:
         model.train(was_training)
     maps = {}
     for modality, patch_map in patch_maps.items():
-        rows, columns = _patch_grid(patch_map.shape[1], *size)
         maps[modality] = _to_input_resolution(patch_map.reshape(-1, rows, columns), size).detach()
     return Explanation(
         maps=maps,
@@ -246,6 +284,7 @@ def plot_explanation(
     modality_weights: Mapping[str, float] | None = None,
     explained_label: str | None = None,
     true_label: str | None = None,
+    shared: bool = False,
 ) -> Path:
     """
     Writes the overlay figure: per modality, the image and, per method, the image under its heat map; beside them
@@ -258,6 +297,7 @@ def plot_explanation(
         predictions: `[{"label", "score"}, ...]`, best first (as the pipeline returns them).
         modality_weights: `{"rgb": w, "thermal": w}`, when the model weighs the modalities.
         explained_label: the class the maps explain; true_label: the sample's true class, when known.
+        shared: one encoder read both images (early fusion), so each method's two maps are one map.
     """
     from .plots import plt
 
@@ -304,6 +344,8 @@ def plot_explanation(
         text.append(f"maps explain: {explained_label}")
     if modality_weights:
         text.append("modality weights: " + ", ".join(f"{m} {w:.2f}" for m, w in modality_weights.items()))
+    if shared:
+        text.append("one encoder reads both images (early fusion):\neach method's map is the same on both")
     if "attention_rollout" in maps:
         text.append("attention rollout does not depend on the class")
     if text and rows > 1:
@@ -364,6 +406,7 @@ def write_overlay(
         modality_weights=first.get("modality_weights"),
         explained_label=first["explanation"]["label"],
         true_label=true_label,
+        shared=first["explanation"]["shared"],
     )
 
 

@@ -47,7 +47,8 @@ class FERPipeline(Pipeline):
     (the weights only for models that produce them). Scores are the calibrated probabilities
     `softmax(logits / config.calibration_temperature)`.
 
-    With `explain=True`, also `"explanation": {"method", "label", "maps": {modality: array}}`: per modality given, a
+    With `explain=True`, also `"explanation": {"method", "label", "shared", "maps": {modality: array}}`: per modality
+    given (`shared`: one encoder read both, so both maps are the same map), a
     float32 `(height, width)` map in [0, 1] at that image's own size, explaining `label` (`explain_label`, by default
     the predicted class) by `explain_method` (`"grad_cam"`, the default, or `"attention_rollout"`; see
     `vit_fer.explain`).
@@ -144,6 +145,7 @@ class FERPipeline(Pipeline):
             result["explanation"] = {
                 "method": explanation.method,
                 "label": id2label[int(explanation.target[0])],
+                "shared": explanation.shared,
                 "maps": {m: resize_map(heat[0].cpu().numpy(), sizes[m]) for m, heat in explanation.maps.items()},
             }
         return result
