@@ -314,6 +314,8 @@ def load_data(model, data_args: DataArguments, training_args: FERTrainingArgumen
 def train(model_args: ModelArguments, data_args: DataArguments, training_args: FERTrainingArguments) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(logging.WARNING if training_args.should_log else logging.ERROR)
+    # transformers' own bars ("Writing model shards" at every checkpoint, "Loading weights"): the run has its own.
+    transformers.utils.logging.disable_progress_bar()
     set_seed(training_args.seed)
 
     model = build_model(model_args, data_args, training_args)

@@ -296,3 +296,26 @@ def test_a_run_without_output_dir_gets_its_own_folder_named_after_its_design(dat
     assert re.fullmatch(r"late-attention-\d{8}-\d{6}", folders[1])
     assert (tmp_path / "outputs" / folders[1] / "config.json").is_file()
     assert not any((tmp_path / "outputs" / "demo").iterdir())
+
+
+def test_log_has_one_line_per_epoch_the_unfreezing_stages_and_no_repeated_noise(data_dir, tmp_path):
+    """The run's output as a user redirecting it to a file sees it: per epoch one line with the metrics, each
+    unfreezing stage once, no Trainer dictionaries, no per-checkpoint "Writing model shards" bar, no warnings."""
+    command = [sys.executable, str(ROOT / "train.py"), *[a for a in TINY if a not in ("--disable_tqdm", "true")],
+               "--dataset_dir", str(data_dir), "--output_dir", str(tmp_path / "run"), "--num_train_epochs", "3",
+               "--strategy", "progressive", "--head_only_epochs", "1", "--layers_per_stage", "1"]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = [line for line in (completed.stdout + completed.stderr).replace("\r", "\n").splitlines() if line.strip()]
+    epoch_lines = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == ["1/3", "2/3", "3/3"]
+    assert all("val loss" in line and "macro-F1" in line and "UAR" in line for line in epoch_lines)
+    stages = [line.split("callbacks: ", 1)[1] for line in lines if "vit_fer.callbacks" in line]
+    assert stages == [
+        "Epoch 1: training the head only, encoders frozen.",
+        "Epoch 2: training the head and the top 1 of 2 encoder layers.",
+        "Epoch 3: training the head and the whole encoder.",
+    ]
+    noise = [line for line in lines if "Warning" in line or "Writing model shards" in line or line.startswith("{'")]
+    assert noise == []

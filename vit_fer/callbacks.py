@@ -13,6 +13,7 @@
 # limitations under the License.
 """Progressive unfreezing of the encoders during `Trainer` training: head first, then the backbone top-down."""
 
+import logging
 from functools import partial
 
 import torch
@@ -23,6 +24,8 @@ from .optimization import HEAD_UNIT, count_layers, parameter_units
 
 
 STRATEGIES = ("gradient_gate", "requires_grad")
+
+logger = logging.getLogger(__name__)
 
 
 class ProgressiveUnfreezingCallback(TrainerCallback):
@@ -73,6 +76,7 @@ class ProgressiveUnfreezingCallback(TrainerCallback):
         self.frozen_units: frozenset[str] = frozenset()
         self._units: dict[str, list[tuple[str, nn.Parameter]]] = {}
         self._hook_handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._released: int | None = None
 
     def num_unfrozen_layers(self, epoch: int, num_layers: int) -> int:
         """How many top encoder layers train during (0-based) `epoch`; `num_layers` means the whole backbone."""
@@ -87,6 +91,7 @@ class ProgressiveUnfreezingCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: nn.Module, **kwargs
     ):
         self._units = parameter_units(model)
+        self._released = None
         if self.strategy == "requires_grad":
             if args.world_size > 1:
                 raise ValueError(
@@ -127,6 +132,15 @@ class ProgressiveUnfreezingCallback(TrainerCallback):
         if released == num_layers:
             trainable.add("embeddings")
         self.frozen_units = frozenset(self._units) - trainable
+        if released != self._released and state.is_world_process_zero:
+            logger.info(
+                "Epoch %d: %s.",
+                int(state.epoch) + 1,
+                "training the head only, encoders frozen" if released == 0
+                else "training the head and the whole encoder" if released == num_layers
+                else f"training the head and the top {released} of {num_layers} encoder layers",
+            )  # fmt: skip
+        self._released = released
 
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.strategy == "gradient_gate":

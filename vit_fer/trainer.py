@@ -16,12 +16,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.optim import AdamW
-from transformers import Trainer, TrainingArguments
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 from transformers.trainer_pt_utils import nested_gather
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
 from .allocator import MALLOC_POLICIES, set_malloc_policy
 from .optimization import get_parameter_groups
+from .progress import EpochProgressCallback
 
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,9 @@ class FERTrainingArguments(TrainingArguments):
             )
         self._distribute_on_cpu()
         super().__post_init__()
+        # Pinned memory serves host-to-accelerator copies only; without an accelerator torch warns at every epoch.
+        if self.dataloader_pin_memory and not torch.accelerator.is_available():
+            self.dataloader_pin_memory = False
 
     def _distribute_on_cpu(self) -> None:
         """A multi-process launch (torchrun, `accelerate launch`) on a machine without accelerator runs distributed
@@ -185,6 +189,10 @@ class FERTrainer(Trainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # One line per epoch and one bar (vit_fer/progress.py), not a dictionary per logging step.
+        for callback in (ProgressCallback, PrinterCallback):
+            self.remove_callback(callback)
+        self.add_callback(EpochProgressCallback())
         # The host allocator is on the hot path only when the steps run on CPU.
         if self.args.device.type == "cpu" and set_malloc_policy(self.args.cpu_malloc_policy):
             logger.info("malloc policy: %s", self.args.cpu_malloc_policy)
