@@ -2,6 +2,7 @@
 with named inputs, a dynamic batch axis, and the config, label names and processor settings beside it."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -41,20 +42,46 @@ def test_onnxruntime_logits_match_pytorch(saved_fer_model, variant, tmp_path):
             assert "modality_weights" not in outputs
 
 
-def test_export_writes_labels_and_processor_beside_the_graph_and_never_overwrites(saved_fer_model, tmp_path):
+def test_export_writes_labels_and_processor_beside_the_graph_and_never_overwrites(
+    saved_fer_model, synthetic_dataset_dir, tmp_path
+):
+    from vit_fer.inference import load_fer_pipeline
+
     model_dir = saved_fer_model("early-concat")
     output = tmp_path / "export" / "fer.onnx"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-m", "vit_fer.cli", "export-onnx", str(model_dir), str(output)],
-        capture_output=True, text=True, env={"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PATH": ""},
+        capture_output=True, text=True, env=environment,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    for name in ("config.json", "preprocessor_config.json"):
+    for name in ("config.json", "preprocessor_config.json", "image_processing_vit_fer.py", "configuration_vit_fer.py"):
         assert (output.parent / name).read_bytes() == (model_dir / name).read_bytes()
     config = json.loads((output.parent / "config.json").read_text())
     metadata = {prop.key: prop.value for prop in onnx.load(str(output)).metadata_props}
     assert json.loads(metadata["id2label"]) == config["id2label"]
     assert metadata["architecture"] == "EarlyFusionViT"
+
+    # What an ONNX Runtime server does with the folder: the processor and labels from it, the graph from the file,
+    # without vit-fer.
+    rgb = next((synthetic_dataset_dir / "rgb").rglob("*.jpg"))
+    thermal = synthetic_dataset_dir / "thermal" / rgb.relative_to(synthetic_dataset_dir / "rgb").with_suffix(".png")
+    code = f"""
+import sys
+sys.modules["vit_fer"] = None
+import onnxruntime
+from PIL import Image
+from transformers import AutoConfig, AutoImageProcessor
+config = AutoConfig.from_pretrained({str(output.parent)!r}, trust_remote_code=True)
+processor = AutoImageProcessor.from_pretrained({str(output.parent)!r}, trust_remote_code=True)
+inputs = processor(images=Image.open({str(rgb)!r}), thermal_images=Image.open({str(thermal)!r}), return_tensors="np")
+session = onnxruntime.InferenceSession({str(output)!r}, providers=["CPUExecutionProvider"])
+logits, = session.run(["logits"], {{name: inputs[name] for name in ("pixel_values", "thermal_pixel_values")}})
+print(config.id2label[int(logits[0].argmax())])
+"""
+    served = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
+    expected = load_fer_pipeline(model_dir)({"rgb": str(rgb), "thermal": str(thermal)}, top_k=1)
+    assert served.stdout.strip() == expected["predictions"][0]["label"]
 
     before = output.read_bytes()
     with pytest.raises(FileExistsError, match="not overwritten"):

@@ -4,8 +4,9 @@ The graph is traced by `torch.onnx.export`'s dynamo exporter. Its inputs are nam
 `pixel_values` and, for fusion models, `thermal_pixel_values` (float32 `(batch, 3, height, width)`, as the image
 processor returns them), with a dynamic batch axis; its outputs are `logits` and, for models that weigh the
 modalities, `modality_weights`. Beside the `.onnx` file go the model's `config.json` (architecture, `id2label`) and
-`preprocessor_config.json` (resizing, normalisation, thermal decoding), which an ONNX Runtime server needs to feed
-the graph and name its classes; the label names are also in the graph's metadata (`id2label`, JSON).
+`preprocessor_config.json` (resizing, normalisation, thermal decoding) with the code files their `auto_map` names,
+so that `AutoConfig` and `AutoImageProcessor` load from that folder (`trust_remote_code=True`) and an ONNX Runtime
+server can feed the graph and name its classes; the label names are also in the graph's metadata (`id2label`, JSON).
 """
 
 import json
@@ -16,6 +17,7 @@ import torch
 
 
 SIDECAR_FILES = ("config.json", "preprocessor_config.json")
+"""Copied beside the graph, with the code files their `auto_map` names."""
 
 
 class _ExportedForward(torch.nn.Module):
@@ -41,7 +43,7 @@ def export_onnx(
 ) -> Path:
     """
     Exports the model saved in `model_dir` (a folder or Hub id, loaded with `trust_remote_code=True`) to the ONNX
-    file `output`, and copies its `config.json` and `preprocessor_config.json` beside it.
+    file `output`, and copies its `config.json` and `preprocessor_config.json` (with their code) beside it.
 
     Args:
         model_dir (`str` or `os.PathLike`): The saved model and its image processor.
@@ -52,7 +54,8 @@ def export_onnx(
         The path of the `.onnx` file.
 
     Raises:
-        `FileExistsError` when `output`, or a different `config.json`/`preprocessor_config.json`, is already there.
+        `FileExistsError` when `output`, or a different file of the same name as one copied beside it, is already
+        there.
     """
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
     from transformers.utils import cached_file
@@ -84,6 +87,11 @@ def export_onnx(
     output_names = [name for name in ("logits", "modality_weights") if returned.get(name) is not None]
 
     sidecars = {name: Path(cached_file(model_dir, name)) for name in SIDECAR_FILES}
+    for name in SIDECAR_FILES:
+        auto_map = json.loads(sidecars[name].read_text()).get("auto_map", {})
+        for reference in auto_map.values():
+            module = f"{reference.split('.')[0]}.py"
+            sidecars.setdefault(module, Path(cached_file(model_dir, module)))
     for name, source in sidecars.items():
         target = output.parent / name
         if target.exists() and target.read_bytes() != source.read_bytes():
