@@ -81,7 +81,7 @@ def test_predict_reports_unpaired_files(saved_fer_model, tmp_path, capsys):
     (tmp_path / "rgb").mkdir()
     (tmp_path / "thermal").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "rgb" / "alone.jpg")
-    assert main(["predict", "--model", str(saved_fer_model("late-attention")), "--input_dir", str(tmp_path)]) == 1
+    assert main(["predict", "--model", str(saved_fer_model("late-attention")), "--input_dir", str(tmp_path)]) == 2
     assert "alone.jpg has no thermal image" in capsys.readouterr().err
 
 
@@ -116,14 +116,14 @@ def test_predict_with_a_thermal_only_model(saved_fer_model, synthetic_dataset_di
     assert "modality_weights" not in result
 
     rgb, _ = first_pair(synthetic_dataset_dir)
-    assert main(["predict", "--model", str(model_dir), "--rgb", str(rgb)]) == 1
+    assert main(["predict", "--model", str(model_dir), "--rgb", str(rgb)]) == 2
     assert "vit-fer predict: error: This ViTForFER reads ['thermal']" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra", [[], ["--rgb", "a.jpg", "--input_dir", "."]])
-def test_predict_needs_either_images_or_a_folder(saved_fer_model, extra):
-    with pytest.raises(SystemExit, match="--input_dir"):
-        main(["predict", "--model", str(saved_fer_model("late-attention")), *extra])
+def test_predict_needs_either_images_or_a_folder(saved_fer_model, extra, capsys):
+    assert main(["predict", "--model", str(saved_fer_model("late-attention")), *extra]) == 2
+    assert "vit-fer predict: error: give --rgb and/or --thermal, or --input_dir" in capsys.readouterr().err
 
 
 def test_pipeline_takes_batches_and_bare_images(saved_fer_model, synthetic_dataset_dir):
@@ -153,3 +153,48 @@ def test_command_registry_is_extensible(capsys):
             register_command(Command("hello", "Again.", add_arguments, run))
     finally:
         COMMANDS.pop("hello")
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("{tmp}/no/such/run", "--model {tmp}/no/such/run does not exist."),
+        ("./run", "--model ./run does not exist."),
+        ("{tmp}", "--model {tmp} is not a saved vit-fer model (no readable config.json)"),
+        ("{vit}", "--model {vit} is not a saved vit-fer model (a 'vit' model)"),
+        ("someone/vit-fer-model", "--model someone/vit-fer-model: no such folder here, and no loadable Hub model"),
+    ],
+    ids=["missing-path", "missing-relative", "empty-folder", "plain-vit", "hub-id-offline"],
+)
+def test_predict_names_a_model_path_that_is_not_a_vit_fer_model(
+    model, message, tiny_vit_dir, synthetic_dataset_dir, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    rgb, thermal = first_pair(synthetic_dataset_dir)
+    model = model.format(tmp=tmp_path, vit=tiny_vit_dir)
+    assert main(["predict", "--model", model, "--rgb", str(rgb), "--thermal", str(thermal)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith(f"vit-fer predict: error: {message.format(tmp=tmp_path, vit=tiny_vit_dir)}"), lines
+    assert len(lines) == 1 and "Traceback" not in lines[0]
+
+
+def test_a_failing_file_in_a_folder_is_named_and_the_other_pairs_get_results(
+    saved_fer_model, synthetic_dataset_dir, tmp_path, capsys
+):
+    for modality in ("rgb", "thermal"):
+        (tmp_path / modality).mkdir()
+    pairs = [first_pair(synthetic_dataset_dir, label) for label in ("angry", "fear", "happy")]
+    for index, (rgb, thermal) in enumerate(pairs):
+        (tmp_path / "rgb" / f"face{index}{rgb.suffix}").write_bytes(rgb.read_bytes())
+        (tmp_path / "thermal" / f"face{index}{thermal.suffix}").write_bytes(thermal.read_bytes())
+    broken = tmp_path / "rgb" / f"face1{pairs[1][0].suffix}"
+    broken.write_bytes(broken.read_bytes()[:40])  # truncated mid-file, as an interrupted copy leaves it
+
+    status = main(["predict", "--model", str(saved_fer_model("late-attention")), "--input_dir", str(tmp_path), "--json"])
+    captured = capsys.readouterr()
+    assert status == 2
+    results = json.loads(captured.out)
+    assert [Path(result["inputs"]["rgb"]).stem for result in results] == ["face0", "face1", "face2"]
+    assert "error" in results[1] and str(broken) in results[1]["error"]
+    assert all(len(results[index]["predictions"]) == 3 for index in (0, 2))
+    assert f"vit-fer predict: error: {broken}" in captured.err

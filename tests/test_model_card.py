@@ -300,9 +300,8 @@ def test_repository_files_are_the_complete_repository(late_fusion_run, tmp_path)
 PUBLISH = textwrap.dedent(
     """
     import sys
-    from vit_fer.cli import build_parser
-    args = build_parser().parse_args(["publish", sys.argv[1], "someone/vit-fer-test"])
-    sys.exit(args.run(args))
+    from vit_fer.cli import main
+    sys.exit(main(["publish", sys.argv[1], "someone/vit-fer-test", *sys.argv[2:]]))
     """
 )
 
@@ -319,22 +318,38 @@ PUBLISH = textwrap.dedent(
     ],
     ids=["offline", "no-token", "unreachable"],
 )
-def test_publish_fails_clearly_without_the_hub(environment, message, late_fusion_run, tmp_path):
+def test_publish_fails_clearly_without_the_hub_and_changes_nothing(environment, message, late_fusion_run, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(late_fusion_run[0], folder)
-    completed = subprocess.run(
-        [sys.executable, "-c", PUBLISH, str(folder)],
-        capture_output=True,
-        text=True,
-        # An empty HF_HOME: no stored token, whatever this machine has.
-        env={**SUBPROCESS_ENV, "HF_HOME": str(tmp_path / "hf-home"), **environment},
-        timeout=300,
-    )
-    assert completed.returncode == 1
-    last_line = completed.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("vit-fer publish: Cannot publish") and message in last_line, completed.stderr[-2000:]
-    # The card was refreshed for the repository before the Hub was needed.
-    assert 'from_pretrained("someone/vit-fer-test"' in (folder / "README.md").read_text()
+    (folder / "README.md").write_text("# My hand-edited card\n")
+    before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    for extra in ([], ["--write_card"]):
+        completed = subprocess.run(
+            [sys.executable, "-c", PUBLISH, str(folder), *extra],
+            capture_output=True,
+            text=True,
+            # An empty HF_HOME: no stored token, whatever this machine has.
+            env={**SUBPROCESS_ENV, "HF_HOME": str(tmp_path / "hf-home"), **environment},
+            timeout=300,
+        )
+        assert completed.returncode == 1
+        last_line = completed.stderr.strip().splitlines()[-1]
+        assert last_line.startswith("vit-fer publish: Cannot publish") and message in last_line, completed.stderr[-2000:]
+        # The upload was never attempted: the hand-edited card and every other file are as they were.
+        assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
+
+
+def test_publish_of_an_incomplete_folder_is_refused_in_one_line(late_fusion_run, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(late_fusion_run[0], folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "README.md").write_text("# My hand-edited card\n")
+    completed = subprocess.run([sys.executable, "-c", PUBLISH, str(folder)], capture_output=True, text=True,
+                               env={**SUBPROCESS_ENV, "HF_HOME": str(tmp_path / "hf-home")}, timeout=300)  # fmt: skip
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines()[-1].startswith("vit-fer publish: error: ")
+    assert "safetensors" in completed.stderr and "Traceback" not in completed.stderr
+    assert (folder / "README.md").read_text() == "# My hand-edited card\n"
 
 
 def test_card_usage_snippet_runs_without_vit_fer(saved_fer_model, tmp_path):

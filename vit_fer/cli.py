@@ -80,6 +80,8 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _format_text(item: dict) -> str:
     lines = [" + ".join(f"{modality}: {path}" for modality, path in item["inputs"].items())]
+    if "error" in item:
+        return "\n".join([*lines, f"  error: {item['error']}"])
     lines += [f"  {p['label']:<10} {p['score']:.3f}" for p in item["predictions"]]
     if "modality_weights" in item:
         weights = ", ".join(f"{modality} {weight:.3f}" for modality, weight in item["modality_weights"].items())
@@ -93,21 +95,27 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     single = {modality: path for modality, path in (("rgb", args.rgb), ("thermal", args.thermal)) if path is not None}
     if bool(single) == (args.input_dir is not None):
-        raise SystemExit("vit-fer predict: give --rgb and/or --thermal, or --input_dir (not both).")
+        raise ValueError("give --rgb and/or --thermal, or --input_dir (not both).")
     classifier = load_fer_pipeline(args.model, device=args.device)
     if single:
         pairs = [single]
     else:
         pairs = find_image_pairs(args.input_dir, list(input_names_for_config(classifier.model.config)))
-    results = []
+    results, failed = [], 0
     for pair in pairs:
-        output = classifier({modality: str(path) for modality, path in pair.items()}, top_k=args.top_k)
-        results.append({"inputs": {modality: str(path) for modality, path in pair.items()}, **output})
+        inputs = {modality: str(path) for modality, path in pair.items()}
+        try:
+            results.append({"inputs": inputs, **classifier(inputs, top_k=args.top_k)})
+        except ValueError as error:
+            # One bad file does not cost the other pairs their results; it is named, and the exit status says so.
+            failed += 1
+            print(f"vit-fer predict: error: {error}", file=sys.stderr)
+            results.append({"inputs": inputs, "error": str(error)})
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         print("\n".join(_format_text(item) for item in results))
-    return 0
+    return 2 if failed else 0
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -274,9 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
-        # Bad input (files, arguments, data): the message says what and where; a traceback would bury it.
+        # Bad input (files, arguments, data): the message says what and where; a traceback would bury it. Exit
+        # status 2, as for argparse's own errors.
         print(f"vit-fer {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        return 2
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@
 
 [`create_hub_repo`] checks that this machine can publish (online, logged in, with write access) and creates the
 repository; [`publish`] uploads the files that make up the model repository ([`repository_files`]: weights, config
-with `auto_map`, code, processor, card, plots — never training leftovers), refreshing the card first. Every Hub
+with `auto_map`, code, processor, card, plots — never training leftovers) with a card naming the repository, which
+replaces the local README.md only once the upload succeeded: a failed publish changes nothing in the folder. Every Hub
 failure becomes a [`PublishError`] that says what to do.
 """
 
@@ -25,10 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import HfApi, constants, get_token
+from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-from .model_card import CARD_NAME, read_json, require_key, write_model_card
+from .model_card import CARD_NAME, build_model_card, read_json, require_key
 
 
 # Publishing uploads the model repository's files, never training leftovers: `training_args.bin` (a pickle),
@@ -40,10 +41,11 @@ class PublishError(RuntimeError):
     """Publishing to the Hub failed for a reason the user must fix: offline, not logged in, no access."""
 
 
-def repository_files(output_dir: str | Path) -> list[str]:
+def repository_files(output_dir: str | Path, card_required: bool = True) -> list[str]:
     """
     The files of `output_dir` that make up the model repository, after checking that it is complete: weights,
-    `config.json` with an `auto_map` whose code files are present, `preprocessor_config.json`, and the card.
+    `config.json` with an `auto_map` whose code files are present, `preprocessor_config.json`, and the card (unless
+    `card_required=False`: a card built for the upload replaces it).
     """
     folder = Path(output_dir)
     if not folder.is_dir():
@@ -51,7 +53,7 @@ def repository_files(output_dir: str | Path) -> list[str]:
     config = read_json(folder, "config.json")
     processor = read_json(folder, "preprocessor_config.json")
     auto_map = {**require_key(config, "auto_map", "config.json"), **processor.get("auto_map", {})}
-    required = {CARD_NAME, "config.json", "preprocessor_config.json"}
+    required = {"config.json", "preprocessor_config.json"} | ({CARD_NAME} if card_required else set())
     required |= {f"{reference.split('.')[0]}.py" for reference in auto_map.values()}
     files = sorted(path.name for path in folder.iterdir() if path.is_file() and path.suffix in REPOSITORY_SUFFIXES)
     missing = sorted(required - set(files))
@@ -130,9 +132,12 @@ def publish(
     commit_message: str = "Upload vit-fer model",
     refresh_card: bool = True,
     license: str = "apache-2.0",
+    write_card: bool = False,
 ) -> str:
     """
-    Uploads a trained checkpoint folder to a Hub model repository, creating the repository if needed.
+    Uploads a trained checkpoint folder to a Hub model repository, creating the repository if needed. Nothing in
+    the folder changes unless the upload is attempted: the refreshed card goes into the upload, and replaces the
+    local README.md only once the upload succeeded (or, with `write_card`, once the repository exists).
 
     Args:
         output_dir (`str` or `Path`):
@@ -142,10 +147,12 @@ def publish(
         commit_message (`str`, *optional*):
             The message of the upload commit.
         refresh_card (`bool`, *optional*, defaults to `True`):
-            Whether to rewrite README.md first, so that the card names the repository it is published to. `False`
-            uploads the folder's README.md as it is (e.g. after editing it by hand).
+            Whether to upload a card rebuilt from the folder's files, naming the repository it is published to.
+            `False` uploads the folder's README.md as it is (e.g. after editing it by hand).
         license (`str`, *optional*, defaults to `"apache-2.0"`):
             License written in a refreshed card.
+        write_card (`bool`, *optional*, defaults to `False`):
+            Write the refreshed card to the folder's README.md before uploading, even if the upload then fails.
 
     Returns:
         The URL of the upload commit.
@@ -155,17 +162,22 @@ def publish(
     """
     folder = Path(output_dir)
     if refresh_card:
-        write_model_card(folder, repo_id=repo_id, license=license)
-    files = repository_files(folder)
+        # Everything the card needs is checked by building it, before the Hub is contacted.
+        build_model_card(folder, repo_id=repo_id, license=license)
+    files = repository_files(folder, card_required=not refresh_card)
     full_repo_id = create_hub_repo(repo_id, private=private, token=token)
-    if refresh_card and full_repo_id != repo_id:
-        # A bare name gained the user's namespace, which the card's usage snippet needs.
-        write_model_card(folder, repo_id=full_repo_id, license=license)
+    card = str(build_model_card(folder, repo_id=full_repo_id, license=license)) if refresh_card else None
+    if card is not None and write_card:
+        (folder / CARD_NAME).write_text(card)
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name))
+                  for name in files if not (card is not None and name == CARD_NAME)]
+    if card is not None:
+        operations.append(CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=card.encode()))
     api = HfApi(token=token)
     with _hub_errors(full_repo_id, api.endpoint):
-        commit = api.upload_folder(
-            repo_id=full_repo_id, folder_path=folder, allow_patterns=files, commit_message=commit_message
-        )
+        commit = api.create_commit(repo_id=full_repo_id, operations=operations, commit_message=commit_message)
+    if card is not None and not write_card:
+        (folder / CARD_NAME).write_text(card)
     return commit.commit_url
 
 
@@ -176,6 +188,11 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--private", action="store_true", default=None, help="Create the repository private.")
     parser.add_argument("--commit_message", default="Upload vit-fer model", help="Message of the upload commit.")
     parser.add_argument("--keep_card", action="store_true", help="Upload README.md as it is, without refreshing it.")
+    parser.add_argument(
+        "--write_card",
+        action="store_true",
+        help="Write the refreshed card to README.md before uploading (by default only after a successful upload).",
+    )
     parser.add_argument("--license", default="apache-2.0", help="Hub license id written in the refreshed card.")
 
 
@@ -189,8 +206,9 @@ def run_publish_command(args: argparse.Namespace) -> int:
             commit_message=args.commit_message,
             refresh_card=not args.keep_card,
             license=args.license,
+            write_card=args.write_card,
         )
-    except (PublishError, FileNotFoundError, ValueError) as error:
+    except PublishError as error:
         raise SystemExit(f"vit-fer publish: {error}") from error
     print(f"Published {args.output_dir} to {url}")
     return 0

@@ -13,6 +13,7 @@ temperature that training fitted on the validation split (1.0, i.e. the plain so
 calibrated).
 """
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -103,9 +104,13 @@ class FERPipeline(Pipeline):
         pair = self._pair(inputs)
         names = input_names_for_config(self.model.config)
         images = {modality: load_image(value, modality) for modality, value in pair.items()}
-        features = self.image_processor(
-            images=images.get("rgb"), thermal_images=images.get("thermal"), return_tensors="pt"
-        )
+        try:
+            features = self.image_processor(
+                images=images.get("rgb"), thermal_images=images.get("thermal"), return_tensors="pt"
+            )
+        except (ValueError, TypeError) as error:
+            files = ", ".join(str(value) for value in pair.values() if isinstance(value, (str, os.PathLike)))
+            raise ValueError(f"{files}: {error}" if files else str(error)) from error
         model_inputs = {names[modality]: features[DEFAULT_INPUT_NAMES[modality]].to(self.dtype) for modality in pair}
         # Explanation maps go back to each image's own size.
         model_inputs["image_sizes"] = {modality: _image_size(image) for modality, image in images.items()}
@@ -173,8 +178,40 @@ def load_fer_pipeline(
         model (`str` or `os.PathLike`): Folder or Hub id holding the model and its `preprocessor_config.json`.
         device (`int`, `str` or `torch.device`, *optional*): Where to run; defaults to the pipeline's choice.
         trust_remote_code (`bool`, *optional*, defaults to `True`): Load the model code saved beside the weights.
+
+    Raises:
+        `ValueError` in one line when `model` is a folder that is not a saved vit-fer model, a path that does not
+        exist, or a Hub id that cannot be loaded (rather than the Hub's connection error for a mistyped path).
     """
-    return pipeline(TASK, model=str(model), device=device, trust_remote_code=trust_remote_code)
+    check_model_reference(model)
+    try:
+        return pipeline(TASK, model=str(model), device=device, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"--model {model}: no such folder here, and no loadable Hub model of that id ({reason})") from error
+
+
+def check_model_reference(model: str | os.PathLike) -> None:
+    """Refuses, naming what is wrong, a `model` that is a path to nothing or a folder without a saved vit-fer model
+    (its `config.json` with a vit-fer `model_type`, and `preprocessor_config.json`). A Hub id passes."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        text = str(model)
+        # A Hub id is "name" or "namespace/name"; anything else can only have meant a local path.
+        if text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text:
+            raise ValueError(f"--model {model} does not exist.")
+        return
+    if not path.is_dir():
+        raise ValueError(f"--model {model} is a file; give the folder of a saved vit-fer model (or a Hub id).")
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type", "")
+    except (OSError, ValueError, AttributeError):
+        model_type = None
+    if not str(model_type or "").startswith("vit-fer"):
+        found = "no readable config.json" if model_type is None else f"a {model_type or 'untyped'!r} model"
+        raise ValueError(f"--model {model} is not a saved vit-fer model ({found}); give the folder train.py wrote.")
+    if not (path / "preprocessor_config.json").is_file():
+        raise ValueError(f"--model {model} has no preprocessor_config.json: save the image processor beside the model.")
 
 
 def find_image_pairs(input_dir: str | os.PathLike, modalities: Sequence[str]) -> list[dict[str, Path]]:
