@@ -105,18 +105,25 @@ class ModelArguments:
     )
     fusion_strategy: str | None = field(
         default=None,
-        metadata={"help": "Combined mode: 'early' or 'late' fusion. Default: a saved vit-fer model's, else 'early'."},
+        metadata={"help": "Combined mode: 'early', 'mid' or 'late' fusion. Default: a saved vit-fer model's, else "
+                  "'early'."},
     )
     fusion_type: str | None = field(
         default=None,
-        metadata={"help": "Early: 'concat' or 'add'. Late feature fusion: 'concat', 'add' or 'attention'."},
+        metadata={"help": "Early: 'concat' or 'add'. Mid: 'bottleneck' (default), 'cross_attention', 'concat' or "
+                  "'add'. Late feature fusion: 'concat', 'add' or 'attention'."},
     )
-    fusion_layer: str | None = field(default=None, metadata={"help": "Late fusion: 'feature' or 'prediction'."})
+    fusion_layer: str | None = field(
+        default=None,
+        metadata={"help": "Mid fusion: the layer index, 0 to num_hidden_layers, from which RGB and thermal interact "
+                  "(default 8). Late fusion: 'feature' or 'prediction'."},
+    )
     prediction_fusion: str | None = field(
         default=None, metadata={"help": "Late prediction fusion: 'mean' or 'weighted' (learned modality weights)."}
     )
     modality_dropout: float | None = field(
-        default=None, metadata={"help": "Late fusion: probability of dropping one modality of a training sample."}
+        default=None,
+        metadata={"help": "Mid and late fusion: probability of dropping one modality of a training sample."},
     )
     classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the head's hidden layer."})
     attn_implementation: str = field(
@@ -229,11 +236,20 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, training_a
     path = model_args.model_name_or_path
     design = ("mode", "fusion_strategy", "fusion_type", "fusion_layer", "prediction_fusion", "modality_dropout")
     overrides = checkpoint_architecture(path, **{key: getattr(model_args, key) for key in design})
-    late_only = sorted(key for key in ("prediction_fusion", "modality_dropout") if getattr(model_args, key) is not None)
     mode, fusion_strategy = overrides.pop("mode", "rgb"), overrides.pop("fusion_strategy", "early")
     combined = mode == "combined"
-    if late_only and not (combined and fusion_strategy == "late"):
-        raise ValueError(f"{late_only} apply to --mode combined --fusion_strategy late only.")
+    if model_args.prediction_fusion is not None and not (combined and fusion_strategy == "late"):
+        raise ValueError("['prediction_fusion'] apply to --mode combined --fusion_strategy late only.")
+    if model_args.modality_dropout is not None and not (combined and fusion_strategy in ("mid", "late")):
+        raise ValueError("['modality_dropout'] apply to --mode combined --fusion_strategy mid or late only.")
+    fusion_layer = overrides.pop("fusion_layer", None)
+    if combined and fusion_strategy == "mid" and isinstance(fusion_layer, str):
+        if not fusion_layer.isdigit():
+            raise ValueError(
+                "--fusion_layer of --fusion_strategy mid is a layer index from 0 to num_hidden_layers, "
+                f"got {fusion_layer!r}."
+            )
+        fusion_layer = int(fusion_layer)
     if model_args.model_name_or_path is None:
         overrides.update(
             hidden_size=model_args.hidden_size,
@@ -248,7 +264,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, training_a
         mode=mode,
         fusion_strategy=fusion_strategy if combined else "early",
         fusion_type=overrides.pop("fusion_type", None),
-        fusion_layer=overrides.pop("fusion_layer", None),
+        fusion_layer=fusion_layer,
         model_name=path,
         num_classes=len(FER_LABELS),
         freeze_backbone=training_args.strategy == "classifier_only",

@@ -29,8 +29,43 @@ def encoder_forward_flops(config: PretrainedConfig) -> int:
     return embedding + config.num_hidden_layers * layer
 
 
+def _layer_flops(config: PretrainedConfig, tokens: int) -> int:
+    hidden, intermediate = config.hidden_size, config.intermediate_size
+    return 8 * tokens * hidden**2 + 4 * tokens**2 * hidden + 4 * tokens * hidden * intermediate
+
+
+def mid_fusion_forward_flops(config: PretrainedConfig) -> int:
+    """Forward FLOPs of a `MidFusionViT` of `config` on one RGB + thermal pair, with E the embedding and f(n) one
+    layer on n tokens (formula above), k = `fusion_layer`, B bottleneck tokens and c(N) = 8·N·D·W + 4·N²·W one
+    cross-attention block of width W = `cross_attention_hidden_size`:
+
+        bottleneck       2E + 2k·f(N) + 2(L − k)·f(N + B)
+        cross_attention  2E + 2L·f(N) + 2(L − k)·c(N)
+        concat           2E + 2k·f(N) + (L − k)·f(2N)
+        add              2E + (L + k)·f(N)     (E + L·f(N) at k = 0: the images are summed)
+    """
+    patches = (config.image_size // config.patch_size) ** 2
+    tokens, hidden = patches + 1, config.hidden_size
+    embedding = 2 * patches * hidden * config.num_channels * config.patch_size**2
+    layers, fused = config.num_hidden_layers, config.num_hidden_layers - config.fusion_layer
+    unfused = 2 * config.fusion_layer * _layer_flops(config, tokens)
+    if config.fusion_type == "bottleneck":
+        return 2 * embedding + unfused + 2 * fused * _layer_flops(config, tokens + config.num_bottleneck_tokens)
+    if config.fusion_type == "cross_attention":
+        width = config.cross_attention_hidden_size
+        cross = 8 * tokens * hidden * width + 4 * tokens**2 * width
+        return 2 * embedding + 2 * layers * _layer_flops(config, tokens) + 2 * fused * cross
+    if config.fusion_type == "concat":
+        return 2 * embedding + unfused + fused * _layer_flops(config, 2 * tokens)
+    streams = 1 if config.fusion_layer == 0 else 2
+    return streams * embedding + (layers + config.fusion_layer) * _layer_flops(config, tokens)
+
+
 def model_forward_flops(model: torch.nn.Module) -> int:
-    """Forward FLOPs of `model` on one sample: its encoders' FLOPs (two for late fusion)."""
+    """Forward FLOPs of `model` on one sample: its encoders' FLOPs (two for late fusion; see
+    [`mid_fusion_forward_flops`] for mid fusion)."""
+    if getattr(model.config, "model_type", None) == "vit-fer-mid-fusion":
+        return mid_fusion_forward_flops(model.config)
     encoders = model.backbone_modules() if hasattr(model, "backbone_modules") else [model.vit]
     flops = sum(encoder_forward_flops(encoder.config) for encoder in encoders)
     if getattr(model.config, "share_encoder", False):

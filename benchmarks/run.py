@@ -28,10 +28,10 @@ import group_models
 import group_precision
 from harness import Report
 from vit_fer.allocator import MALLOC_POLICIES, set_malloc_policy
-from workloads import AUTOCAST_DTYPES, SIZES, VARIANTS, Bench, Workload
+from workloads import AUTOCAST_DTYPES, MID_VARIANTS, SIZES, VARIANTS, Bench, Workload
 
 
-GROUPS = ("models", "attention", "checkpointing", "finetuning", "precision", "data", "inference", "compile")
+GROUPS = ("models", "mid", "attention", "checkpointing", "finetuning", "precision", "data", "inference", "compile")
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,7 +46,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         "compares the two).")
     parser.add_argument("--repetitions", type=int, help="Timed repetitions per case (default: 3; 3 with --quick).")
     parser.add_argument("--warmup", type=int, default=1, help="Untimed calls of each case before timing.")
-    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS),
+                        default=[name for name in VARIANTS if name not in MID_VARIANTS],
+                        help="Models of the models group (the mid group times the mid-fusion designs).")
     parser.add_argument("--every_n_layers", type=int, nargs="+", default=[1, 2, 3],
                         help="Activation checkpointing settings to measure (1 = every layer).")
     parser.add_argument("--memory_batch_size", type=int, default=16, help="Batch of the peak-memory subprocesses.")
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     memory_workload = dataclasses.replace(workload, batch_size=arguments.memory_batch_size)
     runners = {
         "models": lambda: group_models.run(bench, arguments.variants, arguments.memory_budget_gb * 1e9),
+        "mid": lambda: group_models.run(bench, list(MID_VARIANTS), arguments.memory_budget_gb * 1e9),
         "attention": lambda: group_attention.run(bench),
         "checkpointing": lambda: group_checkpointing.run(bench, arguments.every_n_layers, memory_workload),
         "finetuning": lambda: group_finetuning.run(bench),

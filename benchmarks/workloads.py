@@ -9,7 +9,16 @@ import torch
 from transformers import PreTrainedModel, ViTConfig, ViTForImageClassification
 
 from harness import Report, Spread, ratios, time_interleaved
-from vit_fer import EarlyFusionViT, EarlyFusionViTConfig, LateFusionViT, LateFusionViTConfig, ViTFERConfig, ViTForFER
+from vit_fer import (
+    EarlyFusionViT,
+    EarlyFusionViTConfig,
+    LateFusionViT,
+    LateFusionViTConfig,
+    MidFusionViT,
+    MidFusionViTConfig,
+    ViTFERConfig,
+    ViTForFER,
+)
 
 
 # The standard ViT/DeiT encoder sizes at 224 px, patch 16; "base" is google/vit-base-patch16-224-in21k.
@@ -40,6 +49,17 @@ VARIANTS = {
         dict(fusion_layer="prediction", prediction_fusion="weighted"),
     ),
 }
+# The mid-fusion designs at fusion layers 4 and 8 (of 12), timed by the "mid" group of run.py.
+MID_VARIANTS = {
+    f"mid-{fusion_type}-k{fusion_layer}": (
+        MidFusionViT,
+        MidFusionViTConfig,
+        dict(fusion_type=fusion_type, fusion_layer=fusion_layer),
+    )
+    for fusion_type in ("add", "bottleneck", "cross_attention", "concat")
+    for fusion_layer in (4, 8)
+}
+VARIANTS.update(MID_VARIANTS)
 
 
 @dataclass(frozen=True)
@@ -83,7 +103,7 @@ class Workload:
         size = SIZES[self.size]
         hidden, layers = size["hidden_size"], size["num_hidden_layers"]
         parameters = layers * (4 * hidden**2 + 2 * hidden * size["intermediate_size"]) + self.tokens * hidden
-        encoders = 2 if VARIANTS.get(name, (None,))[0] is LateFusionViT else 1
+        encoders = 2 if VARIANTS.get(name, (None,))[0] in (LateFusionViT, MidFusionViT) else 1
         return 16 * parameters * encoders
 
 
@@ -107,7 +127,7 @@ def make_batch(model: PreTrainedModel, batch_size: int, device: torch.device, se
     generator = torch.Generator().manual_seed(seed)
     shape = (batch_size, 3, model.config.image_size, model.config.image_size)
     batch = {"pixel_values": torch.randn(shape, generator=generator)}
-    if isinstance(model, (EarlyFusionViT, LateFusionViT)):
+    if isinstance(model, (EarlyFusionViT, LateFusionViT, MidFusionViT)):
         batch["thermal_pixel_values"] = torch.randn(shape, generator=generator)
     batch["labels"] = torch.randint(0, model.config.num_labels, (batch_size,), generator=generator)
     return {key: value.to(device) for key, value in batch.items()}

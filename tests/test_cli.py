@@ -105,6 +105,27 @@ def test_predict_a_folder_of_pairs(saved_fer_model, synthetic_dataset_dir, capsy
         assert len(result["predictions"]) == 1
 
 
+@pytest.mark.parametrize("variant", ["mid-bottleneck", "mid-add"])
+def test_predict_with_a_mid_fusion_model(variant, saved_fer_model, synthetic_dataset_dir, capsys):
+    model_dir = saved_fer_model(variant)
+    model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=True)
+    rgb, thermal = first_pair(synthetic_dataset_dir)
+    for given in ({"rgb": rgb, "thermal": thermal}, {"rgb": rgb}, {"thermal": thermal}):
+        options = [argument for name, path in given.items() for argument in (f"--{name}", str(path))]
+        main(["predict", "--model", str(model_dir), *options, "--json", "--top_k", "7"])
+        (result,) = json.loads(capsys.readouterr().out)
+        # A mid-fusion model reads each modality under its own name, either one alone.
+        features = processor(
+            images=load_rgb_file(given["rgb"]) if "rgb" in given else None,
+            thermal_images=load_thermal_file(given["thermal"]) if "thermal" in given else None,
+        )
+        with torch.no_grad():
+            probabilities = model(**features).logits[0].softmax(-1)
+        scores = {p["label"]: p["score"] for p in result["predictions"]}
+        torch.testing.assert_close(torch.tensor([scores[label] for label in FER_LABELS]), probabilities)
+
+
 def test_predict_with_a_thermal_only_model(saved_fer_model, synthetic_dataset_dir, capsys):
     model_dir = saved_fer_model("thermal")
     _, thermal = first_pair(synthetic_dataset_dir)

@@ -123,6 +123,14 @@ def test_fusion_parameters_are_the_only_new_ones(checkpoint):
         assert new == names, fusion_type
     assert tuple(mid(checkpoint, "bottleneck").bottleneck.tokens.shape) == (1, 4, TINY_VIT["hidden_size"])
     assert mid(checkpoint, "bottleneck", num_bottleneck_tokens=2).bottleneck.tokens.shape[1] == 2
+    # Cross-attention is half as wide as the encoder by default (half its cost), or as configured.
+    hidden = TINY_VIT["hidden_size"]
+    attention = mid(checkpoint, "cross_attention").rgb_cross_attention[0].attention
+    assert (attention.q_proj.out_features, attention.o_proj.in_features, attention.o_proj.out_features) == (
+        hidden // 2, hidden // 2, hidden
+    )
+    wide = mid(checkpoint, "cross_attention", cross_attention_hidden_size=hidden).thermal_cross_attention[0]
+    assert wide.attention.k_proj.out_features == hidden and wide.attention.head_dim == hidden // 4
 
 
 @pytest.mark.parametrize(
@@ -280,6 +288,8 @@ def test_config_and_factory_reject_bad_values(checkpoint):
         mid(checkpoint, "attention")
     with pytest.raises(Exception, match="num_bottleneck_tokens"):
         mid(checkpoint, "bottleneck", num_bottleneck_tokens=0)
+    with pytest.raises(Exception, match=r"`cross_attention_hidden_size` must be a positive multiple of .*\(4\), got 6"):
+        mid(checkpoint, "cross_attention", cross_attention_hidden_size=6)
     default = create_multimodal_vit_model(model_name=None, mode="combined", fusion_strategy="mid", **TINY_VIT, fusion_layer=2)
     assert default.config.fusion_type == "bottleneck" and default.config.model_type == "vit-fer-mid-fusion"
     assert (MidFusionViTConfig().fusion_layer, MidFusionViTConfig().num_bottleneck_tokens) == (8, 4)

@@ -110,7 +110,9 @@ def late_fusion_run(tmp_path_factory, saved_fer_model) -> tuple[Path, dict]:
     return folder, write_run_folder(folder, saved_fer_model("late-attention"), "late-attention")
 
 
-@pytest.mark.parametrize("variant", ["rgb", "thermal", "early-concat", "late-attention", "late-prediction-weighted"])
+@pytest.mark.parametrize(
+    "variant", ["rgb", "thermal", "early-concat", "late-attention", "late-prediction-weighted", "mid-bottleneck"]
+)
 def test_card_metadata_and_model_index_match_the_run(variant, saved_fer_model, tmp_path):
     folder = tmp_path / f"{variant}-run"
     results = write_run_folder(folder, saved_fer_model(variant), variant)
@@ -165,7 +167,27 @@ def test_card_metadata_and_model_index_match_the_run(variant, saved_fer_model, t
     assert "{{" not in text and "{%" not in text
 
 
-@pytest.mark.parametrize("variant", ["thermal", "early-add", "late-prediction-weighted"])
+@pytest.mark.parametrize(
+    "variant, design, head_input",
+    [
+        ("mid-bottleneck", "reads its tokens plus 4 shared, learned bottleneck tokens", 32),
+        ("mid-cross_attention", "through a cross-attention block", 32),
+        ("mid-concat", "the two token sequences, each with a learned modality\nembedding, are concatenated", 64),
+        ("mid-add", "summed position by\nposition", 32),
+    ],
+)
+def test_mid_fusion_card_describes_the_design(variant, design, head_input, saved_fer_model, tmp_path):
+    folder = tmp_path / f"{variant}-run"
+    write_run_folder(folder, saved_fer_model(variant), variant)
+    text = ModelCard.load(write_model_card(folder)).text
+    assert "`MidFusionViT`: mid fusion — one Vision Transformer stream per modality up to layer 1 of 2" in text
+    assert design in text
+    assert "| encoders (2, one per modality) |" in text
+    assert f"Linear({head_input}, 384)" in text
+    assert "{{" not in text and "{%" not in text
+
+
+@pytest.mark.parametrize("variant", ["thermal", "early-add", "late-prediction-weighted", "mid-cross_attention"])
 def test_templates_render_the_same_through_model_card_from_template(variant, saved_fer_model, tmp_path):
     folder = tmp_path / f"{variant}-run"
     write_run_folder(folder, saved_fer_model(variant), variant, base_checkpoint=None)

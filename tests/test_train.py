@@ -51,8 +51,19 @@ def data_dir(tmp_path_factory):
         ["--strategy", "classifier_only", "--cache_features", "--mode", "combined", "--fusion_strategy", "early"],
         ["--strategy", "progressive", "--head_only_epochs", "1", "--layers_per_stage", "1", "--mode", "combined",
          "--fusion_strategy", "late", "--fusion_type", "attention", "--modality_dropout", "0.2"],
+        ["--strategy", "full", "--mode", "combined", "--fusion_strategy", "mid", "--fusion_layer", "1",
+         "--fusion_type", "bottleneck", "--modality_dropout", "0.2"],
+        ["--strategy", "classifier_only", "--mode", "combined", "--fusion_strategy", "mid", "--fusion_layer", "1",
+         "--fusion_type", "cross_attention"],
+        ["--strategy", "classifier_only", "--cache_features", "--mode", "combined", "--fusion_strategy", "mid",
+         "--fusion_layer", "1", "--fusion_type", "add"],
+        ["--strategy", "progressive", "--head_only_epochs", "1", "--layers_per_stage", "1", "--mode", "combined",
+         "--fusion_strategy", "mid", "--fusion_layer", "1", "--fusion_type", "concat"],
     ],
-    ids=["full-rgb", "classifier-only-thermal", "cached-early", "progressive-late"],
+    ids=[
+        "full-rgb", "classifier-only-thermal", "cached-early", "progressive-late", "full-mid-bottleneck",
+        "classifier-only-mid-cross_attention", "cached-mid-add", "progressive-mid-concat",
+    ],
 )  # fmt: skip
 def test_train_writes_a_complete_evaluated_model_folder(data_dir, tmp_path, strategy):
     output_dir = tmp_path / "run"
@@ -146,6 +157,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(data_dir, tmp_path):
         (["--strategy", "linear_probe"], "`strategy` must be one of"),
         (["--mode", "rgb", "--fusion_type", "concat"], "apply to mode='combined' only"),
         (["--mode", "rgb", "--modality_dropout", "0.2"], "late only"),
+        (["--mode", "combined", "--fusion_strategy", "mid", "--fusion_layer", "feature"], "a layer index from 0"),
         (["--strategy", "full", "--cache_features"], "`cache_features` needs a frozen backbone"),
         (["--metric_for_best_model", "test_accuracy"], "validation metrics"),
         (["--write_space"], "`write_space` needs `hub_model_id`"),

@@ -42,7 +42,10 @@ def describe_model(classifier: FERPipeline) -> str:
     field = "prediction_fusion" if fusion_layer == "prediction" else "fusion_type"
     design = getattr(config, field, None)
     if design is not None:
-        parts.append(f"{design} fusion" + (f" of {fusion_layer}s" if fusion_layer else ""))
+        if isinstance(fusion_layer, int):  # mid fusion: the layer from which the modalities interact
+            parts.append(f"{design} fusion from layer {fusion_layer}")
+        else:
+            parts.append(f"{design} fusion" + (f" of {fusion_layer}s" if fusion_layer else ""))
     modalities = " + ".join(MODALITY_NAMES[m] for m in input_names_for_config(config))
     return f"{', '.join(parts)} · reads {modalities} · {config.num_labels} expressions"
 

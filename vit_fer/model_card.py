@@ -52,6 +52,7 @@ ARCHITECTURE_TEMPLATES = {
     "ViTForFER": "vit_for_fer.md.jinja",
     "EarlyFusionViT": "early_fusion_vit.md.jinja",
     "LateFusionViT": "late_fusion_vit.md.jinja",
+    "MidFusionViT": "mid_fusion_vit.md.jinja",
 }
 
 CARD_NAME = "README.md"
@@ -84,6 +85,8 @@ DESIGNS = {
         else f"{config.get('prediction_fusion')} prediction fusion"
     )
     + (", shared encoder)" if config.get("share_encoder") else ")"),
+    "MidFusionViT": lambda config: f"Mid-fusion ViT, RGB + thermal ({config['fusion_type']} from layer "
+    f"{config['fusion_layer']} of {config['num_hidden_layers']}" + (", shared encoder)" if config.get("share_encoder") else ")"),
 }
 """The model's design in words, from its config: the card's title."""
 
@@ -252,7 +255,8 @@ def _card_data(
     if modality in ("thermal", "combined"):
         tags.append("thermal")
     if modality == "combined":
-        tags += ["multimodal", "rgb-thermal", "early-fusion" if architecture == "EarlyFusionViT" else "late-fusion"]
+        fusion_tag = {"EarlyFusionViT": "early-fusion", "MidFusionViT": "mid-fusion"}.get(architecture, "late-fusion")
+        tags += ["multimodal", "rgb-thermal", fusion_tag]
     dataset_type, dataset_name, hub_dataset = _dataset(run_config)
     eval_results = [
         EvalResult(
@@ -376,7 +380,11 @@ def card_context(
     model_name = repo_id.split("/")[-1] if repo_id else folder.resolve().name
     card_data = _card_data(config, run_config, splits, model_name, license)
 
-    late_feature_concat = config.get("fusion_layer") == "feature" and config.get("fusion_type") == "concat"
+    concat_head = config.get("fusion_type") == "concat" and (
+        config.get("fusion_layer") == "feature" or architecture == "MidFusionViT"
+    )
+    # Mid fusion `add` at layer 0 sums the images: one encoder, as early fusion.
+    one_stream = config.get("share_encoder") or (config.get("fusion_type") == "add" and config.get("fusion_layer") == 0)
     context = {
         "model_name": model_name,
         "model_id": repo_id or f"path/to/{model_name}",
@@ -394,9 +402,9 @@ def card_context(
         "reads_rgb": modality in ("rgb", "combined"),
         "reads_thermal": modality in ("thermal", "combined"),
         "num_parameters": count_parameters(folder),
-        "num_encoders": 2 if architecture == "LateFusionViT" and not config["share_encoder"] else 1,
+        "num_encoders": 2 if architecture in ("LateFusionViT", "MidFusionViT") and not one_stream else 1,
         "num_classifier_heads": 2 if config.get("fusion_layer") == "prediction" else 1,
-        "head_input_size": config["hidden_size"] * (2 if late_feature_concat else 1),
+        "head_input_size": config["hidden_size"] * (2 if concat_head else 1),
         "title": f"{repo_id}: {design_name(architecture, config)}" if repo_id else design_name(architecture, config),
         "run_recorded": run_config is not None,
         "base_checkpoint": _base_checkpoint(run_config),

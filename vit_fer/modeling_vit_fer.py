@@ -289,13 +289,20 @@ class ZeroInitLinear(nn.Linear):
 
 
 class ViTCrossAttention(ViTAttention):
-    """transformers' `ViTAttention` with its queries from one token sequence and its keys and values from another.
-    The attention itself is transformers' implementation that `config._attn_implementation` selects. The output
-    projection starts at zero: the untrained block adds nothing, so each stream starts as its pretrained encoder."""
+    """transformers' `ViTAttention` with its queries from one token sequence and its keys and values from another,
+    `config.cross_attention_hidden_size` wide. The attention itself is transformers' implementation that
+    `config._attn_implementation` selects. The output projection starts at zero: the untrained block adds nothing,
+    so each stream starts as its pretrained encoder."""
 
     def __init__(self, config: MidFusionViTConfig):
         super().__init__(config)
-        self.o_proj = ZeroInitLinear(self.o_proj.in_features, self.o_proj.out_features)
+        width = config.cross_attention_hidden_size
+        self.head_dim = width // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.q_proj = nn.Linear(config.hidden_size, width, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(config.hidden_size, width, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(config.hidden_size, width, bias=config.qkv_bias)
+        self.o_proj = ZeroInitLinear(width, config.hidden_size)
 
     def forward(
         self, hidden_states: torch.Tensor, context: torch.Tensor
