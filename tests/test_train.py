@@ -82,6 +82,9 @@ def test_train_writes_a_complete_evaluated_model_folder(data_dir, tmp_path, stra
     ):  # fmt: skip
         assert (output_dir / name).is_file(), name
     assert len(list((output_dir / "explanations").glob("*.png"))) == 3  # overlays of test samples
+    card = (output_dir / "README.md").read_text()
+    for shown in ("(reliability_diagram.png)", "(explanations/", "(robustness.png)", "| ECE (15 bins) |"):
+        assert shown in card, shown
     config = json.loads((output_dir / "config.json").read_text())
     assert set(config["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForImageClassification"}
     # The temperature fitted on validation travels in the config; test calibration is reported before and after.

@@ -348,6 +348,51 @@ def _usage_inputs(modality: str) -> str:
     return f"{rgb}\n{thermal}\ninputs = processor(images=rgb, thermal_images=thermal)"
 
 
+def _trust_context(folder: Path, config: dict[str, Any], results: dict[str, Any] | None) -> dict[str, Any]:
+    """What the card says about calibration, explanations and robustness, from the files train.py writes for them
+    (each part `None` when its files are absent)."""
+    results = results or {}
+    temperature = config.get("calibration_temperature", 1.0)
+    calibration = None
+    if temperature != 1.0 or (folder / "reliability_diagram.png").is_file():
+        calibration = {
+            "temperature": f"{temperature:.3f}",
+            "rows": [
+                (name, f"{results[f'test_{key}']:.4f}", f"{results[f'test_calibrated_{key}']:.4f}")
+                for key, name in (("ece", "ECE (15 bins)"), ("nll", "NLL"), ("brier", "Brier score"))
+                if f"test_{key}" in results and f"test_calibrated_{key}" in results
+            ],
+            "has_diagram": (folder / "reliability_diagram.png").is_file(),
+        }
+    overlays = sorted((folder / "explanations").glob("*.png"))
+    robustness = None
+    if (folder / "robustness.json").is_file():
+        report = read_json(folder, "robustness.json")
+        rows = [
+            (f"without {modality}", "–", f"not possible: {result['skipped']}" if "skipped" in result else f"{result['accuracy']:.3f}")
+            for modality, result in report["missing_modality"].items()
+        ]
+        rows += [
+            (
+                result["description"],
+                result["unit"],
+                ", ".join(f"{s:g} → {a:.3f}" for s, a in zip(result["severities"], result["accuracy"], strict=True)),
+            )
+            for result in report["corruptions"].values()
+        ]
+        robustness = {
+            "clean": f"{report['clean']['accuracy']:.3f}",
+            "num_samples": report["num_samples"],
+            "rows": rows,
+            "has_plot": (folder / "robustness.png").is_file(),
+        }
+    return {
+        "calibration": calibration,
+        "overlay": overlays[0].relative_to(folder).as_posix() if overlays else None,
+        "robustness": robustness,
+    }
+
+
 def _environment() -> jinja2.Environment:
     if not (TEMPLATE_DIR / LAYOUT_TEMPLATE).is_file():
         raise FileNotFoundError(f"Model card templates not found in {TEMPLATE_DIR}; reinstall vit-fer.")
@@ -431,6 +476,7 @@ def card_context(
         ],
         "has_confusion_matrix": (folder / PLOTS[0]).is_file(),
         "has_learning_curves": (folder / PLOTS[1]).is_file(),
+        **_trust_context(folder, config, results),
     }
     context["architecture_section"] = _environment().get_template(ARCHITECTURE_TEMPLATES[architecture]).render(context)
     return card_data, context

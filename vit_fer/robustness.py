@@ -46,6 +46,8 @@ class Corruption:
     unit: str
     severities: tuple[float, ...]
     apply: Callable[[dict[str, np.ndarray], float, float, np.random.Generator], dict[str, np.ndarray]]
+    identity: float = 0.0
+    """The severity that leaves the images as they are (the clean point of the plot)."""
 
 
 def _thermal_noise(pair, sigma, per_degree, rng):
@@ -80,7 +82,7 @@ CORRUPTIONS = (
     Corruption("thermal_offset", "thermal", "thermal offset (ambient / calibration drift)", "°C added everywhere",
                (-4.0, -2.0, 2.0, 4.0), _thermal_offset),
     Corruption("rgb_brightness", "rgb", "RGB brightness", "factor on the RGB values", (0.4, 0.7, 1.4, 2.0),
-               _rgb_brightness),
+               _rgb_brightness, identity=1.0),
     Corruption("rgb_blur", "rgb", "RGB blur (defocus)", "Gaussian sigma (pixels)", (0.5, 1.0, 2.0, 3.0), _rgb_blur),
     Corruption("misregistration", "pair", "RGB-thermal misregistration", "thermal shift (pixels)", (1, 2, 4, 8),
                _misregistration),
@@ -188,6 +190,7 @@ def robustness_report(
                 "description": corruption.description,
                 "modality": corruption.modality,
                 "unit": corruption.unit,
+                "identity": corruption.identity,
                 "severities": list(corruption.severities),
                 **scores,
             }
@@ -213,11 +216,15 @@ def plot_robustness(report: Mapping, path: str | Path, title: str | None = None)
     axes = axes.ravel()
     clean = report["clean"]
     for axis, (name, result) in zip(axes, corruptions.items()):
-        positions = range(len(result["severities"]))
-        axis.plot(positions, result["accuracy"], "o-", color="tab:blue", label="accuracy")
-        axis.plot(positions, result["macro_f1"], "s-", color="tab:orange", label="macro-F1")
-        axis.axhline(clean["accuracy"], color="tab:blue", linestyle="--", linewidth=1, label="clean accuracy")
-        axis.set_xticks(list(positions), [f"{s:g}" for s in result["severities"]])
+        # The clean score sits at the severity that changes nothing, so each curve reads from "as trained" outwards.
+        order = np.argsort([*result["severities"], result["identity"]])
+        severities = np.asarray([*result["severities"], result["identity"]])[order]
+        for key, marker, colour, name_shown in (("accuracy", "o-", "tab:blue", "accuracy"),
+                                                 ("macro_f1", "s-", "tab:orange", "macro-F1")):
+            values = np.asarray([*result[key], clean[key]])[order]
+            axis.plot(severities, values, marker, color=colour, label=name_shown)
+        axis.plot([result["identity"]], [clean["accuracy"]], "*", color="black", markersize=11, label="clean (as trained)")
+        axis.set_xticks(severities, [f"{s:g}" for s in severities])
         axis.set_xlabel(result["unit"], fontsize=9)
         axis.set_title(result["description"], fontsize=10)
         axis.set_ylim(0, 1.02)
@@ -230,15 +237,20 @@ def plot_robustness(report: Mapping, path: str | Path, title: str | None = None)
         names.append(f"{modality} missing")
         accuracy.append(result["accuracy"])
         macro_f1.append(result["macro_f1"])
-    positions = np.arange(len(names))
-    missing_axis.bar(positions - 0.2, accuracy, width=0.4, color="tab:blue", label="accuracy")
-    missing_axis.bar(positions + 0.2, macro_f1, width=0.4, color="tab:orange", label="macro-F1")
-    missing_axis.set_xticks(positions, names, fontsize=9)
-    missing_axis.set_ylim(0, 1.02)
     missing_axis.set_title("missing modality", fontsize=10)
+    missing_axis.set_ylim(0, 1.02)
+    if len(names) > 1:
+        positions = np.arange(len(names))
+        missing_axis.bar(positions - 0.2, accuracy, width=0.4, color="tab:blue", label="accuracy")
+        missing_axis.bar(positions + 0.2, macro_f1, width=0.4, color="tab:orange", label="macro-F1")
+        missing_axis.set_xticks(positions, names, fontsize=9)
+    else:
+        missing_axis.set_xticks([])
     if notes:
-        missing_axis.text(0.5, 0.95, "\n".join(notes) + "\n(the model needs both)", transform=missing_axis.transAxes,
-                          ha="center", va="top", fontsize=8, color="dimgray")
+        reason = next(r["skipped"] for r in report["missing_modality"].values() if "skipped" in r).split(":")[0]
+        missing_axis.text(0.5, 0.5, "\n".join(notes) + f"\n({reason})", transform=missing_axis.transAxes,
+                          ha="center", va="center", fontsize=9, wrap=True,
+                          bbox={"facecolor": "white", "edgecolor": "gray"})
     for axis in axes[: len(corruptions) + 1]:
         axis.axhline(1 / report["num_labels"], color="gray", linestyle=":", linewidth=1, label="chance")
         axis.set_ylabel("score")
