@@ -38,7 +38,7 @@ from vit_fer.explain import write_test_overlays
 from vit_fer.factory import checkpoint_architecture
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 from vit_fer.hub import create_hub_repo, publish
-from vit_fer.model_card import write_model_card
+from vit_fer.model_card import design_name, write_model_card
 from vit_fer.inference import FERPipeline
 from vit_fer.output_dir import hold_output_dir
 from vit_fer.space import write_space
@@ -418,7 +418,15 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
         labels = [model.config.id2label[index] for index in range(model.config.num_labels)]
         if confusion is not None:
             plot_confusion_matrix(confusion, labels, output_dir / "confusion_matrix.png", "test split")
-        plot_learning_curves(trainer.state.log_history, output_dir / "learning_curves.png")
+        unfreezing = next((c for c in callbacks if isinstance(c, ProgressiveUnfreezingCallback)), None)
+        plot_learning_curves(
+            trainer.state.log_history,
+            output_dir / "learning_curves.png",
+            title=f"{design_name(type(model).__name__, model.config.to_dict())}: {output_dir.name}",
+            best_step=trainer.state.best_global_step if training_args.load_best_model_at_end else None,
+            stages=[stage for stage in unfreezing.stages if stage[0] > 0] if unfreezing else (),
+            chance=1 / model.config.num_labels,
+        )
         if "test" in dataset:
             # Where the model looked, and how it holds up under degraded inputs, on samples it never saw.
             classifier = FERPipeline(model=trainer.model, image_processor=image_processor)

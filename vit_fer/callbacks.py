@@ -77,6 +77,8 @@ class ProgressiveUnfreezingCallback(TrainerCallback):
         self._units: dict[str, list[tuple[str, nn.Parameter]]] = {}
         self._hook_handles: list[torch.utils.hooks.RemovableHandle] = []
         self._released: int | None = None
+        self.stages: list[tuple[int, str]] = []
+        """(0-based epoch, what trains from then on) at each change during training: for logs and plots."""
 
     def num_unfrozen_layers(self, epoch: int, num_layers: int) -> int:
         """How many top encoder layers train during (0-based) `epoch`; `num_layers` means the whole backbone."""
@@ -92,6 +94,7 @@ class ProgressiveUnfreezingCallback(TrainerCallback):
     ):
         self._units = parameter_units(model)
         self._released = None
+        self.stages = []
         if self.strategy == "requires_grad":
             if args.world_size > 1:
                 raise ValueError(
@@ -132,14 +135,15 @@ class ProgressiveUnfreezingCallback(TrainerCallback):
         if released == num_layers:
             trainable.add("embeddings")
         self.frozen_units = frozenset(self._units) - trainable
-        if released != self._released and state.is_world_process_zero:
-            logger.info(
-                "Epoch %d: %s.",
-                int(state.epoch) + 1,
-                "training the head only, encoders frozen" if released == 0
-                else "training the head and the whole encoder" if released == num_layers
-                else f"training the head and the top {released} of {num_layers} encoder layers",
+        if released != self._released:
+            stage = (
+                "head only, encoders frozen" if released == 0
+                else "head and the whole encoder" if released == num_layers
+                else f"head and the top {released} of {num_layers} encoder layers"
             )  # fmt: skip
+            self.stages.append((int(state.epoch), stage))
+            if state.is_world_process_zero:
+                logger.info("Epoch %d: training the %s.", int(state.epoch) + 1, stage)
         self._released = released
 
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):

@@ -36,29 +36,66 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]
     return Path(path)
 
 
-def plot_learning_curves(log_history: Sequence[dict], path: str | Path, metrics: Sequence[str] = ("eval_macro_f1", "eval_uar", "eval_accuracy")) -> Path:
+def plot_learning_curves(
+    log_history: Sequence[dict],
+    path: str | Path,
+    metrics: Sequence[str] = ("eval_macro_f1", "eval_uar", "eval_accuracy"),
+    title: str | None = None,
+    best_step: int | None = None,
+    stages: Sequence[tuple[float, str]] = (),
+    chance: float | None = None,
+) -> Path:
     """Writes the training loss, the validation loss and the validation `metrics` against the epoch, from a
-    `Trainer`'s `state.log_history`."""
+    `Trainer`'s `state.log_history`.
+
+    Args:
+        title: the figure's title (e.g. the model's design and data).
+        best_step: the global step of the checkpoint kept as best (`trainer.state.best_global_step`), marked at its
+            epoch on both panels.
+        stages: `(epoch, description)` of each change of what trains (progressive unfreezing), marked as dotted
+            lines at the epoch where it starts, e.g. `[(1.0, "top 2 layers")]`.
+        chance: the metrics' chance level (1 / number of classes), drawn as a dashed line.
+    """
+    # Evaluations after training ended (of the best checkpoint, logged at the last epoch) are not part of the curves.
+    end = next((index for index, entry in enumerate(log_history) if "train_runtime" in entry), len(log_history))
+    log_history = log_history[:end]
+
     def series(key: str) -> tuple[list[float], list[float]]:
         points = [(entry["epoch"], entry[key]) for entry in log_history if key in entry and "epoch" in entry]
         return [epoch for epoch, _ in points], [value for _, value in points]
 
-    figure, (loss_axes, metric_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    best_epoch = next(
+        (entry["epoch"] for entry in log_history if entry.get("step") == best_step and "eval_loss" in entry), None
+    )
+    figure, (loss_axes, metric_axes) = plt.subplots(1, 2, figsize=(11, 4.4))
     for key, name in (("loss", "training loss"), ("eval_loss", "validation loss")):
         epochs, values = series(key)
         if values:
             loss_axes.plot(epochs, values, marker="." if key == "eval_loss" else None, label=name)
     loss_axes.set_xlabel("epoch")
     loss_axes.set_ylabel("cross-entropy")
-    loss_axes.legend()
+    loss_axes.set_title("loss")
     for key in metrics:
         epochs, values = series(key)
         if values:
             metric_axes.plot(epochs, values, marker=".", label=key.removeprefix("eval_"))
+    if chance is not None:
+        metric_axes.axhline(chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance:.2f})")
     metric_axes.set_xlabel("epoch")
     metric_axes.set_ylabel("validation")
     metric_axes.set_ylim(0.0, 1.0)
-    metric_axes.legend()
+    metric_axes.set_title("validation metrics")
+    for axes in (loss_axes, metric_axes):
+        for index, (epoch, description) in enumerate(stages):
+            axes.axvline(epoch, color="tab:purple", linestyle=":", linewidth=1.2, label="unfreezing" if index == 0 else None)
+            # The stage's name along its line, from the top of the panel down.
+            axes.text(epoch, 0.98, f" {description}", transform=axes.get_xaxis_transform(), rotation=90,
+                      va="top", ha="right", fontsize=7, color="tab:purple")  # fmt: skip
+        if best_epoch is not None:
+            axes.axvline(best_epoch, color="tab:green", linewidth=1.5, alpha=0.6, label=f"best (epoch {best_epoch:g})")
+        axes.legend(fontsize="small", loc="best")
+    if title:
+        figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
