@@ -220,7 +220,8 @@ def check_data_arguments(data_args: DataArguments) -> None:
             f"--validation_size + --test_size must be below 1, got {data_args.validation_size + data_args.test_size}."
         )
     for name in ("image_size", "synthetic_num_samples"):
-        if getattr(data_args, name) < 1:
+        # --image_size None means the checkpoint's resolution, known only once the model is loaded.
+        if getattr(data_args, name) is not None and getattr(data_args, name) < 1:
             raise ValueError(f"--{name} must be a positive integer, got {getattr(data_args, name)}.")
 
 
