@@ -34,16 +34,24 @@ def _load_train():
 
 
 @pytest.fixture(scope="module")
-def trained_model_dir(synthetic_dataset_dir, tmp_path_factory):
+def demo_dataset_dir(tmp_path_factory):
+    from vit_fer.synthetic import synthesize_dataset
+
+    folder = tmp_path_factory.mktemp("demo-data") / "fer"
+    return synthesize_dataset(folder, num_samples=140, seed=1, image_size=32, num_subjects=7, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained_model_dir(demo_dataset_dir, tmp_path_factory):
     """A tiny late-fusion (attention) model trained by train.py, with its Space (--write_space)."""
     output_dir = tmp_path_factory.mktemp("demo-model") / "run"
     _load_train().main(
         [
-            "--dataset_dir", str(synthetic_dataset_dir), "--output_dir", str(output_dir),
+            "--dataset_dir", str(demo_dataset_dir), "--output_dir", str(output_dir),
             "--image_size", "32", "--patch_size", "8", "--hidden_size", "32", "--num_hidden_layers", "2",
             "--num_attention_heads", "4", "--intermediate_size", "64", "--mode", "combined",
-            "--fusion_strategy", "late", "--fusion_type", "attention", "--num_train_epochs", "8",
-            "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--disable_tqdm", "true",
+            "--fusion_strategy", "late", "--fusion_type", "attention", "--num_train_epochs", "12",
+            "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--disable_tqdm", "true",
             "--save_strategy", "no", "--eval_strategy", "no", "--load_best_model_at_end", "false",
             "--write_space", "--hub_model_id", HUB_ID,
         ]
@@ -52,11 +60,21 @@ def trained_model_dir(synthetic_dataset_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pair(synthetic_dataset_dir):
-    """One RGB JPEG and its 16-bit radiometric thermal PNG from the synthetic benchmark."""
-    rgb = sorted((synthetic_dataset_dir / "rgb").rglob("*.jpg"))[0]
-    thermal = synthetic_dataset_dir / "thermal" / rgb.relative_to(synthetic_dataset_dir / "rgb").with_suffix(".png")
-    return {"rgb": rgb, "thermal": thermal}
+def pair(demo_dataset_dir, trained_model_dir):
+    """An RGB JPEG and its 16-bit radiometric thermal PNG from the synthetic benchmark: of the first few pairs, the
+    one whose best class leads the second by most, so that the label compared is not decided by rounding (a tiny
+    model trained for seconds is far from sure of anything)."""
+    from vit_fer.inference import load_fer_pipeline
+
+    classifier = load_fer_pipeline(trained_model_dir)
+    candidates = []
+    for rgb in sorted((demo_dataset_dir / "rgb").rglob("*.jpg"))[:12]:
+        thermal = demo_dataset_dir / "thermal" / rgb.relative_to(demo_dataset_dir / "rgb").with_suffix(".png")
+        first, second = classifier({"rgb": str(rgb), "thermal": str(thermal)}, top_k=2)["predictions"]
+        candidates.append((first["score"] - second["score"], {"rgb": rgb, "thermal": thermal}))
+    margin, best = max(candidates, key=lambda candidate: candidate[0])
+    assert margin > 1e-3, f"the tiny model has no clear prediction for any pair (best margin {margin})"
+    return best
 
 
 def _free_port() -> int:
@@ -117,7 +135,7 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1800"):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(driver_binary))
     yield driver
@@ -168,6 +186,8 @@ def test_page_shows_the_models_own_prediction_for_an_uploaded_rgb_and_16_bit_the
     weights = browser.find_element(By.ID, "weights")
     assert weights.is_displayed() and "RGB" in weights.text and "thermal" in weights.text
     assert browser.find_element(By.CSS_SELECTOR, "#thermal-preview img").is_displayed()
+    # Grad-CAM (the default explanation) overlaid on both images, as `vit-fer explain` draws it.
+    assert browser.find_element(By.CSS_SELECTOR, "#explanation img").is_displayed()
     assert "Traceback" not in page
 
 
@@ -227,7 +247,7 @@ def test_written_space_is_complete_and_serves_the_model_with_python_app_py(train
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         _, prediction, *_ = client.predict(
-            handle_file(str(pair["rgb"])), handle_file(str(pair["thermal"])), api_name="/classify"
+            handle_file(str(pair["rgb"])), handle_file(str(pair["thermal"])), "", api_name="/classify"
         )
     finally:
         _stop(process)
@@ -258,7 +278,7 @@ def test_mistakes_become_messages_naming_the_file_and_the_fix(saved_fer_model, p
     early = load_fer_pipeline(saved_fer_model("early-concat"))
     with pytest.raises(ValueError, match="needs both modalities"):
         classify_files(early, {"rgb": str(pair["rgb"]), "thermal": None}, top_k=3)
-    with pytest.raises(ValueError, match=r"s000_\d+\.png: expected an RGB photo .* thermal image"):
+    with pytest.raises(ValueError, match=r"s\d+_\d+\.png: expected an RGB photo .* thermal image"):
         classify_files(early, {"rgb": str(pair["thermal"]), "thermal": str(pair["thermal"])}, top_k=3)
     with pytest.raises(ValueError, match="Upload an RGB and a thermal image"):
         classify_files(early, {"rgb": None, "thermal": None}, top_k=3)
@@ -282,10 +302,11 @@ def test_thermal_preview_shows_what_the_model_reads_in_false_colour(saved_fer_mo
     Image.fromarray(np.clip((celsius - 20.0) / 20.0 * 255.0, 0, 255).astype(np.uint8)).save(tmp_path / "frame.png")
 
     classifier = load_fer_pipeline(saved_fer_model("late-attention"))
-    probabilities, weights, previews = classify_files(
-        classifier, {"rgb": str(pair["rgb"]), "thermal": str(thermal)}, top_k=3
+    probabilities, weights, previews, explanation = classify_files(
+        classifier, {"rgb": str(pair["rgb"]), "thermal": str(thermal)}, top_k=3, explain_method="grad_cam"
     )
     assert len(probabilities) == 3 and set(weights) == {"RGB", "thermal"}
+    assert explanation.width > 2 * PREVIEW_SIZE  # the overlay figure: maps on both images beside the classes
     assert previews["rgb"].height == PREVIEW_SIZE and previews["thermal"].height == PREVIEW_SIZE
     preview = np.asarray(previews["thermal"])
     # False colour: the face is rendered in the colour map's hues, not in grey.

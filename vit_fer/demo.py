@@ -15,11 +15,13 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import PIL.Image
 
+from .explain import METHOD_NAMES
+from .explain import METHODS as EXPLANATION_METHODS
 from .inference import FERPipeline, find_image_pairs, load_fer_pipeline
 from .thermal import IMAGE_EXTENSIONS, THERMAL_EXTENSIONS, load_rgb_file, load_thermal_file
 from .transforms import input_names_for_config
@@ -87,15 +89,26 @@ def thermal_preview(path: str | os.PathLike, classifier: FERPipeline) -> PIL.Ima
     return PIL.Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
 
 
-def classify_files(
-    classifier: FERPipeline, files: dict[str, str | None], top_k: int
-) -> tuple[dict[str, float], dict[str, float] | None, dict[str, PIL.Image.Image]]:
-    """
-    Classifies the uploaded `files` (`{"rgb": path, "thermal": path}`, a modality left `None` when not given).
+class DemoResult(NamedTuple):
+    """What the page shows for one input."""
 
-    Returns:
-        The top-k `{label: probability}`, the `{"RGB": weight, "thermal": weight}` modality weights (or `None` for a
-        model without them), and the previews of the inputs read.
+    probabilities: dict[str, float]
+    """The top-k `{label: probability}`."""
+    modality_weights: dict[str, float] | None
+    """`{"RGB": weight, "thermal": weight}`, or `None` for a model without them."""
+    previews: dict[str, PIL.Image.Image]
+    """Per modality given, the image as read (thermal false-coloured)."""
+    explanation: PIL.Image.Image | None
+    """The explanation overlay of `vit-fer explain` (maps on the images, top classes), when asked for."""
+
+
+def classify_files(
+    classifier: FERPipeline, files: dict[str, str | None], top_k: int, explain_method: str | None = None
+) -> DemoResult:
+    """
+    Classifies the uploaded `files` (`{"rgb": path, "thermal": path}`, a modality left `None` when not given), and
+    explains the prediction with `explain_method` (`"grad_cam"` or `"attention_rollout"`, see `vit_fer.explain`)
+    unless it is `None`.
 
     Raises:
         `ValueError` (including `ImageFileError`) with a message for the page, for any mistake in the inputs.
@@ -115,12 +128,29 @@ def classify_files(
         previews["rgb"] = rgb.resize((round(rgb.width * scale), PREVIEW_SIZE), PIL.Image.Resampling.NEAREST)
     if "thermal" in given:
         previews["thermal"] = thermal_preview(given["thermal"], classifier)
-    output = classifier(given, top_k=top_k)
+    explain = {"explain": True, "explain_method": explain_method} if explain_method else {}
+    output = classifier(given, top_k=top_k, **explain)
     probabilities = {item["label"]: item["score"] for item in output["predictions"]}
     weights = output.get("modality_weights")
     if weights is not None:
         weights = {MODALITY_NAMES[modality]: weight for modality, weight in weights.items()}
-    return probabilities, weights, previews
+    overlay = None
+    if explain_method:
+        from .explain import display_images, plot_explanation
+
+        explanation = output["explanation"]
+        with tempfile.TemporaryDirectory() as folder:
+            path = plot_explanation(
+                display_images(given, classifier.image_processor),
+                {explanation["method"]: explanation["maps"]},
+                output["predictions"],
+                Path(folder) / "explanation.png",
+                modality_weights=output.get("modality_weights"),
+                explained_label=explanation["label"],
+                shared=explanation["shared"],
+            )
+            overlay = PIL.Image.open(path).convert("RGB")
+    return DemoResult(probabilities, weights, previews, overlay)
 
 
 def synthesize_examples(output_dir: str | os.PathLike, image_size: int) -> Path:
@@ -191,6 +221,12 @@ def build_demo(
                 uploads = [
                     gr.File(label=upload_labels[m], file_types=file_types[m], elem_id=f"{m}-input") for m in modalities
                 ]
+                method = gr.Radio(
+                    [(METHOD_NAMES[name], name) for name in EXPLANATION_METHODS] + [("none", "")],
+                    value=EXPLANATION_METHODS[0],
+                    label="Explanation map (which regions drove the prediction)",
+                    elem_id="explain-method",
+                )
                 with gr.Row():
                     clear = gr.Button("Clear")
                     submit = gr.Button("Classify", variant="primary", elem_id="classify")
@@ -215,47 +251,46 @@ def build_demo(
                         )
                         for m in modalities
                     ]
-        outputs = [message, prediction, weights, *previews]
+        explanation = gr.Image(
+            label="Explanation: the maps on the images, and the top classes", type="pil", interactive=False,
+            elem_id="explanation",
+        )  # fmt: skip
+        outputs = [message, prediction, weights, *previews, explanation]
+        cleared = ["", None, gr.Label(visible=False), *[None] * len(previews), None]
 
-        def run(*paths: str | None) -> list[Any]:
+        def run(*values: str | None) -> list[Any]:
+            *paths, explain_method = values
             try:
-                probabilities, modality_weights, read = classify_files(
-                    classifier, dict(zip(modalities, paths, strict=True)), top_k
-                )
+                result = classify_files(classifier, dict(zip(modalities, paths, strict=True)), top_k, explain_method)
             except (ValueError, OSError) as error:
                 # The user's mistake: the message says which file and what was expected. Gradio keeps uploads
                 # under a temporary folder; the user knows the file by its name.
                 text = str(error)
                 for path in filter(None, paths):
                     text = text.replace(str(path), Path(path).name)
-                return [f"⚠️ **Cannot classify:** {text}", None, gr.Label(visible=False), *[None] * len(previews)]
+                return [f"⚠️ **Cannot classify:** {text}", *cleared[1:]]
             except Exception as error:  # noqa: BLE001 - the page shows a message, the server log the traceback
                 logger.exception("vit-fer demo: classification failed")
-                message_text = f"⚠️ **Internal error** ({type(error).__name__}: {error}). See the server log."
-                return [message_text, None, gr.Label(visible=False), *[None] * len(previews)]
+                return [f"⚠️ **Internal error** ({type(error).__name__}: {error}). See the server log.", *cleared[1:]]
             return [
                 "",
-                probabilities,
-                gr.Label(value=modality_weights, visible=modality_weights is not None),
-                *[read.get(m) for m in modalities],
+                result.probabilities,
+                gr.Label(value=result.modality_weights, visible=result.modality_weights is not None),
+                *[result.previews.get(m) for m in modalities],
+                result.explanation,
             ]
 
-        submit.click(run, inputs=uploads, outputs=outputs, api_name="classify")
-        clear.click(
-            lambda: [None] * len(uploads) + ["", None, gr.Label(visible=False)] + [None] * len(previews),
-            outputs=[*uploads, *outputs],
-        )
-        examples, example_names = example_pairs(classifier, examples_dir)
-        gr.Examples(
-            examples=examples,
-            example_labels=example_names,
+        submit.click(run, inputs=[*uploads, method], outputs=outputs, api_name="classify")
+        clear.click(lambda: [None] * len(uploads) + cleared, outputs=[*uploads, *outputs])
+        rows, names = example_pairs(classifier, examples_dir)
+        examples = gr.Examples(
+            examples=rows,
+            example_labels=names,
             inputs=uploads,
-            outputs=outputs,
-            fn=run,
-            run_on_click=True,
-            cache_examples=False,
             label="Examples from the synthetic RGB + thermal benchmark (click one to classify it)",
         )
+        # One click fills the uploads and classifies, with the explanation chosen above.
+        examples.load_input_event.then(run, inputs=[*uploads, method], outputs=outputs)
     return demo
 
 
@@ -287,4 +322,4 @@ def launch_demo(
     demo.launch(server_name=host, server_port=port, show_error=False)
 
 
-__all__ = ["build_demo", "classify_files", "example_pairs", "launch_demo", "synthesize_examples", "thermal_preview"]
+__all__ = ["DemoResult", "build_demo", "classify_files", "example_pairs", "launch_demo", "synthesize_examples", "thermal_preview"]
