@@ -174,7 +174,16 @@ class DataArguments:
     validation_size: float = field(default=0.1, metadata={"help": "Validation fraction when the data has none."})
     test_size: float = field(default=0.1, metadata={"help": "Test fraction when the data has none."})
     skip_bad_samples: bool = field(
-        default=False, metadata={"help": "Skip unreadable / unpaired / unlabelled samples (counted) instead of failing."}
+        default=False,
+        metadata={
+            "help": "Skip bad samples (unreadable, unpaired, unlabelled, empty, NaN/inf, wrong bit depth, transparent; "
+            "counted by reason) instead of failing with their list."
+        },
+    )
+    drop_duplicates: bool = field(
+        default=False,
+        metadata={"help": "Keep the first of samples sharing a file (repeated rows, a file in two splits), with a "
+                  "warning and the count, instead of failing."},
     )
     synthetic_dir: str = field(default="data", metadata={"help": "Where the synthetic benchmark is generated."})
     synthetic_num_samples: int = field(default=2000, metadata={"help": "Pairs in the synthetic benchmark."})
@@ -315,6 +324,7 @@ def load_data(model, data_args: DataArguments, training_args: FERTrainingArgumen
             test_size=data_args.test_size,
             seed=training_args.seed,
             skip_bad_samples=data_args.skip_bad_samples,
+            drop_duplicates=data_args.drop_duplicates,
         )
     missing = [split for split in ("train", "validation") if split not in dataset]
     if missing:

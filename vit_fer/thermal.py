@@ -23,7 +23,63 @@ _NPY_DTYPES = ("float16", "float32", "float64", "uint8", "uint16")
 
 
 class ImageFileError(ValueError):
-    """A file that cannot be used as an image: unreadable, truncated, or of an unsupported array type."""
+    """A file that cannot be used as an image: unreadable, truncated, of an unsupported array type, or holding values
+    the model must not see (empty, not finite, the wrong bit depth for its role, transparent). `reason` names the
+    kind of problem, for counts by reason."""
+
+    def __init__(self, message: str, reason: str = "unreadable"):
+        super().__init__(message)
+        self.reason = reason
+
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# 16-bit and float frames are radiometric data: converted to RGB they would saturate to white.
+_NOT_PHOTO_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def check_image_values(image: Any, modality: str, where: Any) -> None:
+    """
+    Refuses a decoded image whose values the model would silently misread, naming `where` (its file) and why:
+    no pixels; NaN or infinite temperatures; a 16-bit or float frame given as the RGB image (it would turn white);
+    transparency (alpha below 255, which converting to RGB or grayscale would drop, changing what is seen).
+
+    Raises:
+        `ImageFileError` with `reason` "empty", "not finite", "wrong bit depth" or "transparency".
+    """
+    if isinstance(image, PIL.Image.Image):
+        if image.width == 0 or image.height == 0:
+            raise ImageFileError(f"{where}: empty image ({image.width}x{image.height} pixels).", "empty")
+        if modality == "rgb" and image.mode in _NOT_PHOTO_MODES:
+            raise ImageFileError(
+                f"{where}: expected an RGB photo (8-bit), got a {image.mode} single-channel frame — a radiometric "
+                "thermal image? Give it as the thermal image.",
+                "wrong bit depth",
+            )
+        alpha = None
+        if image.mode in _ALPHA_MODES:
+            alpha = image.getchannel("A")
+        elif image.mode == "P" and "transparency" in image.info:
+            alpha = image.convert("RGBA").getchannel("A")
+        if alpha is not None and alpha.getextrema()[0] < 255:
+            raise ImageFileError(
+                f"{where}: has transparent pixels (alpha below 255), which reading it as {modality} would drop, "
+                "changing what the model sees; save it without transparency.",
+                "transparency",
+            )
+        if image.mode == "F":
+            image = np.asarray(image)
+        else:
+            return
+    array = np.asarray(image)
+    if array.size == 0:
+        raise ImageFileError(f"{where}: empty image (array of shape {array.shape}).", "empty")
+    if modality == "rgb" and array.dtype not in (np.uint8, np.float32, np.float64, np.float16):
+        raise ImageFileError(
+            f"{where}: a {array.dtype} array given as the RGB image; RGB photos are 8-bit (uint8).", "wrong bit depth"
+        )
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        count = int((~np.isfinite(array)).sum())
+        raise ImageFileError(f"{where}: {count} values are NaN or infinite.", "not finite")
 
 
 def is_image_file(path: str | os.PathLike, modality: str) -> bool:
@@ -59,37 +115,30 @@ def _open_image(path: Path, verify: bool) -> PIL.Image.Image:
     return image
 
 
-# 16-bit and float frames are radiometric data: converted to RGB they would saturate to white.
-_NOT_PHOTO_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
-
-
 def load_rgb_file(path: str | os.PathLike) -> PIL.Image.Image:
     """Decodes an RGB photo; the image keeps its mode (the processor converts it to RGB).
 
     Raises:
-        `ImageFileError` for an unreadable file, or a 16-bit or float single-channel frame (a thermal capture).
+        `ImageFileError` for an unreadable file, or what [`check_image_values`] refuses (e.g. a 16-bit or float
+        single-channel frame: a thermal capture).
     """
     image = _open_image(Path(path), verify=True)
-    if image.mode in _NOT_PHOTO_MODES:
-        raise ImageFileError(
-            f"{path}: expected an RGB photo (8-bit), got a {image.mode} single-channel frame — a radiometric thermal "
-            "image? Give it as the thermal image."
-        )
+    check_image_values(image, "rgb", path)
     return image
 
 
 def load_thermal_file(path: str | os.PathLike) -> PIL.Image.Image | np.ndarray:
     """
     Decodes a thermal frame without changing its values: a PIL image (modes L, RGB/P, I;16, F) for image files,
-    a numpy array for `.npy` files.
+    a numpy array for `.npy` files. Refuses what [`check_image_values`] refuses.
     """
     path = Path(path)
-    if path.suffix.lower() == ".npy":
-        return np.asarray(_load_npy(path, mmap=False))
-    return _open_image(path, verify=True)
+    image = np.asarray(_load_npy(path, mmap=False)) if path.suffix.lower() == ".npy" else _open_image(path, verify=True)
+    check_image_values(image, "thermal", path)
+    return image
 
 
-def probe_image_file(path: str | os.PathLike, *, full_decode: bool = True) -> tuple[int, int]:
+def probe_image_file(path: str | os.PathLike, *, full_decode: bool = True, modality: str | None = None) -> tuple[int, int]:
     """
     Checks that `path` can be decoded and returns its `(width, height)`.
 
@@ -98,6 +147,9 @@ def probe_image_file(path: str | os.PathLike, *, full_decode: bool = True) -> tu
             Image or `.npy` file.
         full_decode (`bool`, *optional*, defaults to `True`):
             Decode every pixel, which detects truncated files; `False` reads only the header.
+        modality (`str`, *optional*):
+            The file's role, `"rgb"` or `"thermal"`: with `full_decode`, its values are checked as
+            [`check_image_values`] does.
 
     Raises:
         `ImageFileError` naming the file and the cause.
@@ -105,9 +157,17 @@ def probe_image_file(path: str | os.PathLike, *, full_decode: bool = True) -> tu
     path = Path(path)
     if path.suffix.lower() == ".npy":
         array = _load_npy(path, mmap=not full_decode)
+        if array.size == 0:
+            raise ImageFileError(f"{path}: empty image (array of shape {array.shape}).", "empty")
+        if full_decode and modality is not None:
+            check_image_values(np.asarray(array), modality, path)
         height, width = (extent for extent in array.shape if extent != 1)
         return width, height
     with _open_image(path, verify=full_decode) as image:
+        if image.width == 0 or image.height == 0:
+            raise ImageFileError(f"{path}: empty image ({image.width}x{image.height} pixels).", "empty")
+        if full_decode and modality is not None:
+            check_image_values(image, modality, path)
         return image.size
 
 

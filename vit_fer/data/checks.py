@@ -1,19 +1,25 @@
-"""Checks of the records a source yields: known labels and splits, readable images, pairs of one size."""
+"""Checks of the records a source yields: known labels and splits, readable images with values fit for their role,
+pairs of one size, no file in two samples."""
 
+import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import PIL.Image
 
 from ..configuration_vit_fer import FER_LABELS
-from ..thermal import ImageFileError, probe_image_file
-from .files import MODALITIES, BadSample, canonical_label, label_name
+from ..thermal import ImageFileError, check_image_values, probe_image_file
+from .files import MODALITIES, BadDataError, BadSample, canonical_label, label_name
 from .layouts import Record
 from .splits import SPLIT_LOOKUP, SPLITS
+
+
+logger = logging.getLogger(__name__)
 
 
 def check_labels_and_splits(
@@ -42,22 +48,27 @@ def check_labels_and_splits(
     return kept
 
 
-def _image_size(value: Any, full_decode: bool) -> tuple[int, int]:
-    """(width, height) of a path, an undecoded `datasets.Image` value, a PIL image or an array."""
+def _image_size(value: Any, modality: str, full_decode: bool) -> tuple[int, int]:
+    """(width, height) of a path, an undecoded `datasets.Image` value, a PIL image or an array; with `full_decode`,
+    after checking its values for its role (see `check_image_values`)."""
     if isinstance(value, (str, os.PathLike)):
-        return probe_image_file(value, full_decode=full_decode)
+        return probe_image_file(value, full_decode=full_decode, modality=modality)
     if isinstance(value, dict) and ("bytes" in value or "path" in value):
         if value.get("bytes") is None:
-            return probe_image_file(value["path"], full_decode=full_decode)
+            return probe_image_file(value["path"], full_decode=full_decode, modality=modality)
+        where = value.get("path") or "embedded image"
         try:
             with PIL.Image.open(BytesIO(value["bytes"])) as image:
                 if full_decode:
                     image.load()
+                    check_image_values(image, modality, where)
                 return image.size
         except (OSError, SyntaxError, ValueError) as error:
-            raise ImageFileError(
-                f"{value.get('path') or 'embedded image'}: unreadable or truncated ({error})."
-            ) from error
+            if isinstance(error, ImageFileError):
+                raise
+            raise ImageFileError(f"{where}: unreadable or truncated ({error}).") from error
+    if full_decode:
+        check_image_values(value, modality, "an image of the dataset")
     if isinstance(value, PIL.Image.Image):
         return value.size
     array = np.asarray(value)
@@ -69,22 +80,23 @@ def _image_size(value: Any, full_decode: bool) -> tuple[int, int]:
 def check_images(
     records: list[Record], modalities: Sequence[str], full_decode: bool, bad: list[BadSample]
 ) -> list[Record]:
-    """The records whose images are readable (fully decoded with `full_decode`, headers only otherwise) and of one
-    size across modalities; the others go to `bad`."""
+    """The records whose images are readable (fully decoded and their values checked for their role with
+    `full_decode`, headers only otherwise) and of one size across modalities; the others go to `bad`, counted by
+    reason (unreadable, empty, not finite, wrong bit depth, transparency, size mismatch)."""
 
     def probe(record: Record) -> BadSample | None:
         sizes = {}
         for modality in modalities:
             value = getattr(record, modality)
             try:
-                sizes[modality] = _image_size(value, full_decode)
+                sizes[modality] = _image_size(value, modality, full_decode)
             except ImageFileError as error:
-                return BadSample("unreadable", str(error))
+                return BadSample(error.reason, _at(record, str(error)))
         if len(set(sizes.values())) > 1:
             detail = ", ".join(
                 f"{modality} {getattr(record, modality)} is {w}x{h}" for modality, (w, h) in sizes.items()
             )
-            return BadSample("size mismatch", detail)
+            return BadSample("size mismatch", _at(record, detail))
         return None
 
     # Decoding releases the GIL, so threads overlap the per-file work.
@@ -92,3 +104,50 @@ def check_images(
         problems = list(pool.map(probe, records))
     bad += [problem for problem in problems if problem is not None]
     return [record for record, problem in zip(records, problems, strict=True) if problem is None]
+
+
+def _at(record: Record, detail: str) -> str:
+    return f"{record.where}: {detail}" if record.where else detail
+
+
+def _describe_record(record: Record) -> str:
+    files = ", ".join(str(getattr(record, m)) for m in MODALITIES if getattr(record, m) is not None)
+    return record.where or files
+
+
+def check_duplicates(records: list[Record], modalities: Sequence[str], drop_duplicates: bool) -> list[Record]:
+    """
+    The records without repeats: a sample whose file (of any modality) an earlier sample already has — a repeated
+    manifest row, or one file paired twice — could land in train and in test. Refused (`BadDataError` with the
+    count, how many of them in another split, and examples), or with `drop_duplicates` left out with a warning and
+    the count, keeping the first of each.
+    """
+    first: dict[tuple[str, str], Record] = {}
+    kept, repeats = [], []
+    for record in records:
+        files = [
+            (modality, str(Path(getattr(record, modality)).resolve()))
+            for modality in modalities
+            if isinstance(getattr(record, modality), (str, os.PathLike))
+        ]
+        earlier = next((first[file] for file in files if file in first), None)
+        if earlier is not None:
+            repeats.append((record, earlier))
+            continue
+        first.update(dict.fromkeys(files, record))
+        kept.append(record)
+    if not repeats:
+        return kept
+    across = sum(record.split != earlier.split for record, earlier in repeats)
+    examples = "; ".join(f"{_describe_record(r)} repeats {_describe_record(e)}" for r, e in repeats[:3])
+    summary = (
+        f"{len(repeats)} samples repeat a file of an earlier sample ({across} of them given another split), e.g. "
+        f"{examples}"
+    )
+    if not drop_duplicates:
+        raise BadDataError(
+            f"{summary}. A repeated file can land in both train and test. Remove the repeats, or pass "
+            "`drop_duplicates=True` (train.py --drop_duplicates) to keep the first of each."
+        )
+    logger.warning("Dropped %s.", summary)
+    return kept

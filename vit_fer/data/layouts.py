@@ -45,6 +45,8 @@ class Record:
     # Key shared by an original capture and its augmented copies, which must not leave its split.
     group: Any = None
     augmented: bool = False
+    # Where the sample was found when that is not its files (a manifest row), for messages.
+    where: str | None = None
 
 
 def _label_keyed(files: Mapping[str, Path], bad: list[BadSample]) -> dict[tuple[str | None, str], Path]:
@@ -132,11 +134,13 @@ def ktfe_records(root: Path, modalities: Sequence[str], bad: list[BadSample]) ->
 
 def _read_manifest(path: Path) -> list[dict[str, Any]]:
     if path.suffix.lower() == ".csv":
-        with open(path, newline="") as file:
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which would become part of the first
+        # column's name (and that column be lost).
+        with open(path, newline="", encoding="utf-8-sig") as file:
             return list(csv.DictReader(file))
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = []
-        with open(path) as file:
+        with open(path, encoding="utf-8-sig") as file:
             for number, line in enumerate(file, start=1):
                 if line.strip():
                     try:
@@ -167,6 +171,10 @@ def manifest_records(path: Path, columns: Mapping[str, str], modalities: Sequenc
         if missing:
             bad.append(BadSample("unpaired", f"{where} has no {' or '.join(missing)} path"))
             continue
+        not_paths = [f"{columns[m]} is {value!r}" for m, value in values.items() if not isinstance(value, str)]
+        if not_paths:
+            bad.append(BadSample("not a path", f"{where}: {', '.join(not_paths)}, not a file path"))
+            continue
         resolved = {m: (path.parent / value) for m, value in values.items()}
         absent = [str(p) for p in resolved.values() if not p.is_file()]
         if absent:
@@ -177,6 +185,7 @@ def manifest_records(path: Path, columns: Mapping[str, str], modalities: Sequenc
                 label=_blank_to_none(row.get(columns["label"])),
                 subject=_blank_to_none(row.get(columns["subject"])),
                 split=_blank_to_none(row.get(columns["split"])),
+                where=where,
                 **{m: str(p) for m, p in resolved.items()},
             )
         )

@@ -9,7 +9,7 @@ from typing import Any
 import datasets
 
 from ..configuration_vit_fer import FER_LABELS
-from .checks import check_images, check_labels_and_splits
+from .checks import check_duplicates, check_images, check_labels_and_splits
 from .files import MODALITIES, BadSample, report_bad_samples
 from .layouts import (
     LAYOUTS,
@@ -46,6 +46,7 @@ def load_fer_dataset(
     split_by_subject: bool | None = None,
     skip_bad_samples: bool = False,
     verify_images: bool = True,
+    drop_duplicates: bool = False,
 ) -> datasets.DatasetDict:
     """
     Loads RGB, thermal or paired RGB + thermal FER data into a `DatasetDict` with splits train / validation /
@@ -75,11 +76,16 @@ def load_fer_dataset(
             Keep each subject in one split, so no person is both trained and tested on. Defaults to `True` when
             subject ids exist; a stratified split by label is used otherwise.
         skip_bad_samples (`bool`, *optional*, defaults to `False`):
-            Leave out bad samples (unpaired, unreadable or truncated files, unknown labels, pairs of different
-            sizes) with a logged count, instead of raising `BadDataError` listing them.
+            Leave out bad samples (unpaired, unreadable or truncated files, images that are empty, not finite, of
+            the wrong bit depth for their role or transparent, a number where a path belongs, unknown labels, pairs
+            of different sizes) with a logged count by reason, instead of raising `BadDataError` listing them with
+            their files (and manifest rows).
         verify_images (`bool`, *optional*, defaults to `True`):
-            Decode every image once to catch truncated files; `False` reads only headers (faster, and still checks
-            that the files open and that pairs have equal sizes).
+            Decode every image once to catch truncated files and check its values; `False` reads only headers
+            (faster, and still checks that the files open, are not empty and that pairs have equal sizes).
+        drop_duplicates (`bool`, *optional*, defaults to `False`):
+            A file in two samples (a repeated manifest row, the same file in two splits) raises `BadDataError`; with
+            `True` the repeats are left out, keeping the first, with a warning and their count.
 
     Returns:
         `datasets.DatasetDict`
@@ -127,6 +133,7 @@ def load_fer_dataset(
         image_features = {m: datasets.Value("string") for m in modalities}
 
     records = check_labels_and_splits(records, bad, label_names)
+    records = check_duplicates(records, list(image_features), drop_duplicates)
     records = check_images(records, list(image_features), verify_images, bad)
     report_bad_samples(bad, source_name, skip_bad_samples)
     if not records:
@@ -188,6 +195,7 @@ def _split_records(
         overlap = train_subjects & held_out_subjects
         if overlap:
             logger.warning("The given splits share %d subjects between train and validation/test.", len(overlap))
+    _report_missing_classes(records, indices)
     return datasets.DatasetDict(
         {
             split: _dataset_from_records([records[i] for i in indices[split]], image_features, has_subject)
@@ -195,6 +203,18 @@ def _split_records(
             if indices.get(split)
         }
     )
+
+
+def _report_missing_classes(records: list[Record], indices: Mapping[str, Sequence[int]]) -> None:
+    """Warns about classes of the data that a split lacks: its recall for them is undefined, and a model selected or
+    tested on it says nothing about them."""
+    present = {record.label for record in records}
+    for split in SPLITS:
+        if indices.get(split):
+            missing = sorted(present - {records[i].label for i in indices[split]}, key=FER_LABELS.index)
+            if missing:
+                logger.warning("The %s split has no samples of %s (%d samples; the data has these classes).",
+                               split, missing, len(indices[split]))
 
 
 def _dataset_from_records(
