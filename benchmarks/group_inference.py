@@ -1,8 +1,8 @@
-"""Serving on ONNX Runtime against PyTorch eager: `ViTForFER` exported by `vit-fer export-onnx` (vit_fer/onnx_export.py)
-and run by an `onnxruntime.InferenceSession` on the CPU with as many threads as torch, against the same model's
-PyTorch forward (eval, no autograd, the workload's attention implementation), same weights, same batch, same run.
-Also reported: the largest logit difference between the two on the timed batch. Always fp32 (ONNX Runtime serves the
-fp32 graph)."""
+"""Serving on ONNX Runtime against PyTorch eager: `ViTForFER` exported by `vit-fer export-onnx`
+(vit_fer/onnx_export.py) and run by an `onnxruntime.InferenceSession` on the CPU with as many threads as torch,
+against the same model's PyTorch forward (eval, no autograd, the workload's attention implementation): same weights,
+same batch, same run. Also reported: the largest logit difference between the two on the timed batch. Always fp32
+(ONNX Runtime serves the fp32 graph)."""
 
 import tempfile
 from pathlib import Path
@@ -41,8 +41,8 @@ def run(bench: Bench) -> None:
     note = f"ViTForFER {workload.size}, batch {workload.batch_size}, fp32, {torch.get_num_threads()} threads"
     for name, seconds in readings.items():
         bench.report.add("inference", name, bench.throughput(seconds), "samples/s", note=note)
-    bench.report.add("inference", "onnxruntime.speedup", ratios(readings, "pytorch-eager", speedup=True)["onnxruntime"],
-                     "× pytorch-eager")
+    speedup = ratios(readings, "pytorch-eager", speedup=True)["onnxruntime"]
+    bench.report.add("inference", "onnxruntime.speedup", speedup, "× pytorch-eager")
     with torch.inference_mode():
         expected = model(**inputs).logits.numpy()
     difference = float(np.abs(session.run(["logits"], feed)[0] - expected).max())

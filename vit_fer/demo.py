@@ -322,4 +322,12 @@ def launch_demo(
     demo.launch(server_name=host, server_port=port, show_error=False)
 
 
-__all__ = ["DemoResult", "build_demo", "classify_files", "example_pairs", "launch_demo", "synthesize_examples", "thermal_preview"]
+__all__ = [
+    "DemoResult",
+    "build_demo",
+    "classify_files",
+    "example_pairs",
+    "launch_demo",
+    "synthesize_examples",
+    "thermal_preview",
+]

@@ -60,8 +60,10 @@ def export_onnx(
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
     from transformers.utils import cached_file
 
+    from .inference import check_model_reference
     from .transforms import input_names_for_config
 
+    check_model_reference(model_dir)
     output = Path(output)
     if output.suffix != ".onnx":
         raise ValueError(f"`output` must be an .onnx file, got {output}.")
