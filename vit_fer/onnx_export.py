@@ -2,8 +2,9 @@
 
 The graph is traced by `torch.onnx.export`'s dynamo exporter. Its inputs are named as the model's arguments,
 `pixel_values` and, for fusion models, `thermal_pixel_values` (float32 `(batch, 3, height, width)`, as the image
-processor returns them), with a dynamic batch axis; its outputs are `logits` and, for models that weigh the
-modalities, `modality_weights`. Beside the `.onnx` file go the model's `config.json` (architecture, `id2label`) and
+processor returns them), with a dynamic batch axis; its outputs are `logits` (the model's, before calibration:
+divide them by `config.calibration_temperature` for the pipeline's calibrated probabilities) and, for models that
+weigh the modalities, `modality_weights`. Beside the `.onnx` file go the model's `config.json` (architecture, `id2label`) and
 `preprocessor_config.json` (resizing, normalisation, thermal decoding) with the code files their `auto_map` names,
 so that `AutoConfig` and `AutoImageProcessor` load from that folder (`trust_remote_code=True`) and an ONNX Runtime
 server can feed the graph and name its classes; the label names are also in the graph's metadata (`id2label`, JSON).
