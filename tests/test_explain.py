@@ -161,3 +161,15 @@ assert model.config._attn_implementation == "sdpa"
     environment = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=environment)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [(["--output", "overlay.jpg"], "must be a .png"), (["--output", "o.png", "--label", "bored"], "explain_label")],
+)
+def test_explain_command_rejects_bad_arguments(saved_fer_model, pair_files, tmp_path, arguments, message):
+    command = [sys.executable, "-m", "vit_fer.cli", "explain", "--model", str(saved_fer_model("rgb")),
+               "--rgb", pair_files["rgb"], *arguments]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+

@@ -181,9 +181,9 @@ def _run_explain(args: argparse.Namespace) -> int:
 
     pair = {modality: path for modality, path in (("rgb", args.rgb), ("thermal", args.thermal)) if path is not None}
     if not pair:
-        raise SystemExit("vit-fer explain: give --rgb and/or --thermal.")
+        raise ValueError("give --rgb and/or --thermal.")
     if args.output.suffix.lower() != ".png":
-        raise SystemExit(f"vit-fer explain: --output must be a .png file, got {args.output}.")
+        raise ValueError(f"--output must be a .png file, got {args.output}.")
     classifier = load_fer_pipeline(args.model, device=args.device)
     methods = METHODS if args.method == "all" else (args.method,)
     pair = {modality: str(path) for modality, path in pair.items()}
