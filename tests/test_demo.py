@@ -228,6 +228,7 @@ def test_written_space_is_complete_and_serves_the_model_with_python_app_py(train
     assert "trust_remote_code=True" in (space / "app.py").read_text()
     examples = sorted((space / "examples" / "thermal").rglob("*.png"))
     assert len(examples) == 7 and len(list((space / "examples" / "rgb").rglob("*.jpg"))) == 7
+    assert not (space / "examples" / "evidence_masks").exists()
 
     # The Space runs on the vit-fer sources it carries, not on this checkout's.
     imported = subprocess.run(

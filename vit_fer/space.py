@@ -179,9 +179,11 @@ def write_space(model_dir: str | os.PathLike, output_dir: str | os.PathLike, rep
         encoding="utf-8",
     )
     examples = synthesize_examples(output_dir / "examples", processor.get("size", {}).get("height", 224))
-    for modality in ("rgb", "thermal"):
-        if modality not in modalities:
-            shutil.rmtree(examples / modality)  # written just above: a single-modality page shows one input
+    # Written just above, and not for the page: the evidence masks, and the images of a modality it does not read.
+    unused = [examples / "evidence_masks", *(examples / m for m in ("rgb", "thermal") if m not in modalities)]
+    for folder in unused:
+        if folder.is_dir():
+            shutil.rmtree(folder)
     _copy_package(output_dir)
     return output_dir
 
