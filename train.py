@@ -173,6 +173,10 @@ class DataArguments:
     )
     validation_size: float = field(default=0.1, metadata={"help": "Validation fraction when the data has none."})
     test_size: float = field(default=0.1, metadata={"help": "Test fraction when the data has none."})
+    dataset_label_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "Names of the dataset's integer labels, in index order (e.g. angry disgust fear happy neutral sad surprised)."},
+    )
     skip_bad_samples: bool = field(
         default=False,
         metadata={
@@ -325,6 +329,7 @@ def load_data(model, data_args: DataArguments, training_args: FERTrainingArgumen
             seed=training_args.seed,
             skip_bad_samples=data_args.skip_bad_samples,
             drop_duplicates=data_args.drop_duplicates,
+            label_names=data_args.dataset_label_names,
         )
     missing = [split for split in ("train", "validation") if split not in dataset]
     if missing:

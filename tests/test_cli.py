@@ -82,7 +82,15 @@ def test_predict_reports_unpaired_files(saved_fer_model, tmp_path, capsys):
     (tmp_path / "thermal").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "rgb" / "alone.jpg")
     assert main(["predict", "--model", str(saved_fer_model("late-attention")), "--input_dir", str(tmp_path)]) == 2
-    assert "alone.jpg has no thermal image" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "alone.jpg has no thermal image" in error
+    # The option the message suggests exists in this command: with it, the pair that is complete gets its result.
+    assert "--skip_bad_samples on the command line (train.py, vit-fer predict)" in error
+    Image.new("RGB", (8, 8)).save(tmp_path / "rgb" / "pair.jpg")
+    Image.new("L", (8, 8)).save(tmp_path / "thermal" / "pair.png")
+    model = str(saved_fer_model("late-attention"))
+    assert main(["predict", "--model", model, "--input_dir", str(tmp_path), "--json", "--skip_bad_samples"]) == 0
+    assert [Path(item["inputs"]["rgb"]).name for item in json.loads(capsys.readouterr().out)] == ["pair.jpg"]
 
 
 def test_predict_a_folder_of_pairs(saved_fer_model, synthetic_dataset_dir, capsys):

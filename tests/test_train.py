@@ -334,3 +334,27 @@ def test_log_has_one_line_per_epoch_the_unfreezing_stages_and_no_repeated_noise(
     ]
     noise = [line for line in lines if "Warning" in line or "Writing model shards" in line or line.startswith("{'")]
     assert noise == []
+
+
+def test_integer_labels_need_label_names_which_train_py_accepts(data_dir, tmp_path, capsys):
+    from vit_fer import FER_LABELS
+
+    rows = (data_dir / "manifest.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    column = header.index("label")
+    rebased = []
+    for row in rows[1:]:
+        values = row.split(",")
+        values = [str(data_dir / value) if index < 2 else value for index, value in enumerate(values)]
+        values[column] = str(FER_LABELS.index(values[column]))
+        rebased.append(",".join(values))
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join([rows[0], *rebased]))
+    with pytest.raises(SystemExit):
+        train.main(arguments(manifest, tmp_path / "run"))
+    assert "train.py: --dataset_label_names angry disgust" in capsys.readouterr().err
+    model_args, data_args, training_args = train.parse_arguments(
+        arguments(manifest, tmp_path / "run", "--dataset_label_names", *FER_LABELS)
+    )
+    dataset = train.load_data(train.build_model(model_args, data_args, training_args), data_args, training_args)
+    assert dataset["train"].features["label"].names == list(FER_LABELS)

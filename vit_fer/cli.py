@@ -76,6 +76,9 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top_k", type=_positive_int, default=3, help="Number of emotions to report.")
     parser.add_argument("--json", action="store_true", help="Print JSON instead of text.")
     parser.add_argument("--device", help="Device to run on, e.g. cpu or cuda:0 (default: the pipeline's choice).")
+    parser.add_argument(
+        "--skip_bad_samples", action="store_true", help="With --input_dir: leave out unpaired files (listed) instead of failing."
+    )
 
 
 def _format_text(item: dict) -> str:
@@ -100,7 +103,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     if single:
         pairs = [single]
     else:
-        pairs = find_image_pairs(args.input_dir, list(input_names_for_config(classifier.model.config)))
+        modalities = list(input_names_for_config(classifier.model.config))
+        pairs = find_image_pairs(args.input_dir, modalities, skip_bad_samples=args.skip_bad_samples)
     results, failed = [], 0
     for pair in pairs:
         inputs = {modality: str(path) for modality, path in pair.items()}

@@ -214,13 +214,16 @@ def check_model_reference(model: str | os.PathLike) -> None:
         raise ValueError(f"--model {model} has no preprocessor_config.json: save the image processor beside the model.")
 
 
-def find_image_pairs(input_dir: str | os.PathLike, modalities: Sequence[str]) -> list[dict[str, Path]]:
+def find_image_pairs(
+    input_dir: str | os.PathLike, modalities: Sequence[str], skip_bad_samples: bool = False
+) -> list[dict[str, Path]]:
     """
     Pairs of images below `input_dir/rgb/` and `input_dir/thermal/` (folder names up to case, matched by relative
     path without extension, as in the training folder layout), for the `modalities` that have a folder there.
 
     Raises:
-        `BadDataError` listing unpaired and duplicate files; `ValueError` when no modality folder exists.
+        `BadDataError` listing unpaired and duplicate files (logged and left out instead with `skip_bad_samples`);
+        `ValueError` when no modality folder exists.
     """
     root = Path(input_dir)
     folders = {modality: find_child_dir(root, modality) for modality in modalities}
@@ -232,5 +235,5 @@ def find_image_pairs(input_dir: str | os.PathLike, modalities: Sequence[str]) ->
     bad: list[BadSample] = []
     files = {modality: scan_modality_folder(folder, modality, bad) for modality, folder in folders.items()}
     pairs = [paths for _, paths in pair_files(files, bad)]
-    report_bad_samples(bad, str(root))
+    report_bad_samples(bad, str(root), skip_bad_samples)
     return pairs

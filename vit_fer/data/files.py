@@ -48,7 +48,7 @@ def label_name(label: Any, label_names: Sequence[str] | None) -> Any:
     if label_names is None:
         raise ValueError(
             f"Labels are integers (e.g. {label!r}) without names: pass `label_names` (e.g. vit_fer.FER_LABELS if "
-            "they index it), or use a ClassLabel column."
+            "they index it; train.py: --dataset_label_names angry disgust ...), or use a ClassLabel column."
         )
     index = int(label)
     return label_names[index] if 0 <= index < len(label_names) else f"#{index}"
@@ -82,7 +82,10 @@ def report_bad_samples(bad: list[BadSample], source: str, skip_bad_samples: bool
         return
     message = _describe(bad, source)
     if not skip_bad_samples:
-        raise BadDataError(message + "\nFix or remove these files, or pass `skip_bad_samples=True` to leave them out.")
+        raise BadDataError(
+            message + "\nFix or remove these files, or leave them out: `skip_bad_samples=True` in Python, "
+            "--skip_bad_samples on the command line (train.py, vit-fer predict)."
+        )
     logger.warning("Skipping %s", message)
 
 
