@@ -18,6 +18,7 @@ import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import datasets
 import torch
 import transformers
 from transformers import EarlyStoppingCallback, set_seed
@@ -44,6 +45,8 @@ from vit_fer.output_dir import hold_output_dir
 from vit_fer.space import write_space
 from vit_fer.plots import plot_confusion_matrix, plot_learning_curves
 from vit_fer.robustness import robustness_report
+from vit_fer.data import MODALITIES
+from vit_fer.data.targets import dataset_problem_type
 from vit_fer.synthetic import synthetic_benchmark
 from vit_fer.trainer import (
     FERTrainer,
@@ -79,6 +82,13 @@ DEMO_ARGUMENTS = {
     "save_total_limit": 1,
     "output_dir": "outputs/demo",
     "overwrite_output_dir": True,
+}
+
+
+# The validation metrics and loss name of the learning curves of the problem types other than single-label.
+LEARNING_CURVES = {
+    "multi_label_classification": (("eval_macro_f1", "eval_mAP"), "binary cross-entropy"),
+    "regression": (("eval_ccc",), "mean squared error"),
 }
 
 
@@ -126,6 +136,15 @@ class ModelArguments:
         metadata={"help": "Mid and late fusion: probability of dropping one modality of a training sample."},
     )
     classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the head's hidden layer."})
+    problem_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "As transformers' config.problem_type: 'single_label_classification' (class names; or "
+            "probability vectors: soft labels), 'multi_label_classification' (lists of class names, multi-hot "
+            "vectors) or 'regression' (numbers). Default: from the label column by transformers' rule (class names: "
+            "single-label; lists of names: multi-label; one number: regression; several numbers: multi-label)."
+        },
+    )
     attn_implementation: str = field(
         default="sdpa",
         metadata={
@@ -162,7 +181,13 @@ class DataArguments:
     )
     rgb_column: str = field(default="rgb", metadata={"help": "RGB image column of a manifest or dataset."})
     thermal_column: str = field(default="thermal", metadata={"help": "Thermal image column."})
-    label_column: str = field(default="label", metadata={"help": "Label column."})
+    label_column: str = field(
+        default="label",
+        metadata={"help": "Label column: a class name, a list of class names, a probability vector, or numbers."},
+    )
+    target_names: list[str] | None = field(
+        default=None, metadata={"help": "Regression: the targets' names (e.g. valence arousal); LABEL_i otherwise."}
+    )
     subject_column: str = field(default="subject", metadata={"help": "Subject id column (subject-wise splits)."})
     image_size: int | None = field(
         default=None,
@@ -244,12 +269,25 @@ def data_sources(data_args: DataArguments) -> list[str]:
     return [path for path in candidates if path is not None and Path(path).exists()]
 
 
-def build_model(model_args: ModelArguments, data_args: DataArguments, training_args: FERTrainingArguments):
-    """The model of `--mode` / `--fusion_*` (by default a saved vit-fer model's own), its weights from
+def model_design(model_args: ModelArguments) -> dict:
+    """The architecture's `create_multimodal_vit_model` arguments: `--mode` / `--fusion_*`, by default a saved
+    vit-fer model's own."""
+    design = ("mode", "fusion_strategy", "fusion_type", "fusion_layer", "prediction_fusion", "modality_dropout")
+    requested = {key: getattr(model_args, key) for key in design}
+    return checkpoint_architecture(model_args.model_name_or_path, **requested)
+
+
+def build_model(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: FERTrainingArguments,
+    problem_type: str | None = None,
+    id2label: dict[int, str] | None = None,
+):
+    """The model of [`model_design`] for `problem_type` and `id2label` (the FER labels by default), its weights from
     `--model_name_or_path` or randomly initialised."""
     path = model_args.model_name_or_path
-    design = ("mode", "fusion_strategy", "fusion_type", "fusion_layer", "prediction_fusion", "modality_dropout")
-    overrides = checkpoint_architecture(path, **{key: getattr(model_args, key) for key in design})
+    overrides = model_design(model_args)
     mode, fusion_strategy = overrides.pop("mode", "rgb"), overrides.pop("fusion_strategy", "early")
     combined = mode == "combined"
     if model_args.prediction_fusion is not None and not (combined and fusion_strategy == "late"):
@@ -274,13 +312,16 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, training_a
         )
     if data_args.image_size is not None:
         overrides["image_size"] = data_args.image_size
+    if id2label is not None:
+        overrides.update(id2label=id2label, label2id={label: index for index, label in id2label.items()})
     model = create_multimodal_vit_model(
         mode=mode,
         fusion_strategy=fusion_strategy if combined else "early",
         fusion_type=overrides.pop("fusion_type", None),
         fusion_layer=fusion_layer,
         model_name=path,
-        num_classes=len(FER_LABELS),
+        num_classes=len(id2label or FER_LABELS),
+        problem_type=problem_type,
         freeze_backbone=training_args.strategy == "classifier_only",
         dropout_rate=model_args.classifier_dropout,
         attn_implementation=model_args.attn_implementation,
@@ -309,12 +350,18 @@ def build_image_processor(model_args: ModelArguments, data_args: DataArguments) 
     )
 
 
-def load_data(model, data_args: DataArguments, training_args: FERTrainingArguments):
-    """The train / validation / test splits with the modalities the model reads, labels in the model's order."""
+def load_data(
+    modalities: tuple[str, ...],
+    data_args: DataArguments,
+    training_args: FERTrainingArguments,
+    problem_type: str | None = None,
+):
+    """The train / validation / test splits with `modalities`, the labels read for `problem_type` (see
+    `vit_fer.data.targets`)."""
+    # Synthetic images are generated at the model's input size when known (224 otherwise; the processor resizes).
     source = data_args.dataset_name or data_args.dataset_dir or synthetic_benchmark(
-        data_args.synthetic_dir, data_args.synthetic_num_samples, data_args.synthetic_seed, data_args.image_size
+        data_args.synthetic_dir, data_args.synthetic_num_samples, data_args.synthetic_seed, data_args.image_size or 224
     )
-    modalities = tuple(input_names_for_config(model.config))
     with training_args.main_process_first(desc="dataset loading"):
         dataset = load_fer_dataset(
             source,
@@ -324,6 +371,7 @@ def load_data(model, data_args: DataArguments, training_args: FERTrainingArgumen
             label_column=data_args.label_column,
             subject_column=data_args.subject_column,
             modalities=modalities,
+            problem_type=problem_type,
             validation_size=data_args.validation_size,
             test_size=data_args.test_size,
             seed=training_args.seed,
@@ -334,13 +382,21 @@ def load_data(model, data_args: DataArguments, training_args: FERTrainingArgumen
     missing = [split for split in ("train", "validation") if split not in dataset]
     if missing:
         raise ValueError(f"The dataset has no {missing} split; it has {sorted(dataset)}.")
-    names = dataset["train"].features["label"].names
-    unknown = sorted(set(names) - set(model.config.label2id))
-    if unknown:
-        raise ValueError(f"The dataset has labels {unknown} that the model does not know ({sorted(model.config.label2id)}).")
-    if names != [model.config.id2label[index] for index in range(len(model.config.id2label))]:
-        dataset = dataset.align_labels_with_mapping(model.config.label2id, "label")
     return dataset
+
+
+def label_task(dataset, model_args: ModelArguments, data_args: DataArguments) -> tuple[str, dict[int, str]]:
+    """The problem type of the loaded labels (`--problem_type`, or transformers' rule) and the model's labels: the
+    FER classes, or the regression targets (`--target_names`)."""
+    feature = dataset["train"].features["label"]
+    problem_type = dataset_problem_type(feature, model_args.problem_type)
+    if problem_type != "regression":
+        names = feature.names if isinstance(feature, datasets.ClassLabel) else FER_LABELS
+    else:
+        names = data_args.target_names or [f"LABEL_{index}" for index in range(feature.length)]
+        if len(names) != feature.length:
+            raise ValueError(f"--target_names names {len(names)} targets; the labels have {feature.length}.")
+    return problem_type, dict(enumerate(names))
 
 
 def train(model_args: ModelArguments, data_args: DataArguments, training_args: FERTrainingArguments) -> dict:
@@ -350,11 +406,20 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
     transformers.utils.logging.disable_progress_bar()
     set_seed(training_args.seed)
 
-    model = build_model(model_args, data_args, training_args)
+    # The data first: the labels decide the model's problem type and head.
+    mode = model_design(model_args).get("mode", "rgb")
+    modalities = MODALITIES if mode == "combined" else (mode,)
+    dataset = load_data(modalities, data_args, training_args, model_args.problem_type)
+    problem_type, id2label = label_task(dataset, model_args, data_args)
+    if problem_type == "regression" and training_args.metric_for_best_model == "macro_f1":
+        training_args.metric_for_best_model = "ccc"  # the default's counterpart (greater is better for both)
+    model = build_model(model_args, data_args, training_args, problem_type, id2label)
     output_dir = Path(training_args.output_dir)
     data_args.image_size = model.config.image_size  # the checkpoint's resolution unless --image_size said otherwise
     image_processor = build_image_processor(model_args, data_args)
-    dataset = load_data(model, data_args, training_args)
+    classes = problem_type == "single_label_classification" and isinstance(
+        dataset["train"].features["label"], datasets.ClassLabel
+    )
     collator = FERDataCollator()
     input_names = input_names_for_config(model.config)
     if training_args.cache_features:
@@ -398,7 +463,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
         eval_dataset=splits["validation"],
         data_collator=collator,
         processing_class=image_processor,
-        compute_metrics=build_compute_metrics(model.config.id2label),
+        compute_metrics=build_compute_metrics(model.config.id2label, problem_type),
         callbacks=callbacks,
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -410,6 +475,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
     if "test" in splits:
         prediction = trainer.predict(splits["test"], metric_key_prefix="test")
         metrics.update(prediction.metrics)
+    if prediction is not None and classes:
         confusion = load_fer_metric().compute(
             predictions=prediction.predictions.argmax(-1),
             references=prediction.label_ids,
@@ -417,14 +483,15 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
         )["confusion_matrix"]
 
     # The temperature goes into the config before saving; the reliability diagram shows test before and after.
-    metrics.update(
-        calibrate_after_training(
-            trainer.model,
-            trainer.predict(splits["validation"], metric_key_prefix="eval"),
-            prediction,
-            output_dir if trainer.is_world_process_zero() else None,
+    if classes:  # a softmax temperature fitted on class indices
+        metrics.update(
+            calibrate_after_training(
+                trainer.model,
+                trainer.predict(splits["validation"], metric_key_prefix="eval"),
+                prediction,
+                output_dir if trainer.is_world_process_zero() else None,
+            )
         )
-    )
     trainer.save_model()  # the best checkpoint on validation: weights, config with auto_map, code, processor
     if trainer.is_world_process_zero():
         for split in ("train", "eval", "test"):
@@ -435,15 +502,17 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
         if confusion is not None:
             plot_confusion_matrix(confusion, labels, output_dir / "confusion_matrix.png", "test split")
         unfreezing = next((c for c in callbacks if isinstance(c, ProgressiveUnfreezingCallback)), None)
+        metrics_plotted, loss_name = LEARNING_CURVES.get(problem_type, (None, None))
         plot_learning_curves(
             trainer.state.log_history,
             output_dir / "learning_curves.png",
+            **({"metrics": metrics_plotted, "loss_name": loss_name} if metrics_plotted else {}),
             title=f"{design_name(type(model).__name__, model.config.to_dict())}: {output_dir.name}",
             best_step=trainer.state.best_global_step if training_args.load_best_model_at_end else None,
             stages=[stage for stage in unfreezing.stages if stage[0] > 0] if unfreezing else (),
-            chance=1 / model.config.num_labels,
+            chance=1 / model.config.num_labels if classes else None,
         )
-        if "test" in dataset:
+        if "test" in dataset and classes:
             # Where the model looked, and how it holds up under degraded inputs, on samples it never saw.
             classifier = FERPipeline(model=trainer.model, image_processor=image_processor)
             write_test_overlays(classifier, dataset["test"], output_dir)
@@ -477,13 +546,14 @@ def describe_hardware(training_args: FERTrainingArguments) -> str:
 
 
 def print_results(metrics: dict, output_dir: Path) -> None:
-    rows = [(split, metrics.get(f"{prefix}_accuracy"), metrics.get(f"{prefix}_macro_f1"), metrics.get(f"{prefix}_uar"))
-            for split, prefix in (("validation", "eval"), ("test", "test"))]
-    print(f"\n{'split':<12}{'accuracy':>10}{'macro-F1':>10}{'UAR':>10}")
-    for split, *values in rows:
-        if values[0] is not None:
-            print(f"{split:<12}" + "".join(f"{value:>10.3f}" for value in values))
-    print(f"(chance: {1 / len(FER_LABELS):.3f}) — model, card and plots in {output_dir}\n")
+    # The headline scores of the run's problem type: those of its metrics that are present.
+    columns = [key for key in ("accuracy", "macro_f1", "uar", "mAP", "kl_divergence", "rmse", "ccc")
+               if f"eval_{key}" in metrics]  # fmt: skip
+    print(f"\n{'split':<12}" + "".join(f"{key:>15}" for key in columns))
+    for split, prefix in (("validation", "eval"), ("test", "test")):
+        if f"{prefix}_{columns[0]}" in metrics:
+            print(f"{split:<12}" + "".join(f"{metrics[f'{prefix}_{key}']:>15.3f}" for key in columns))
+    print(f"— model, card and plots in {output_dir}\n")
 
 
 def main(argv: list[str] | None = None) -> dict:

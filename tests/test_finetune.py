@@ -2,7 +2,6 @@
 plain ViT checkpoint, and --image_size: the checkpoint's resolution by default, another one by resampling the
 position embeddings once at load — equal to transformers' `interpolate_pos_encoding` on the same weights."""
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -10,17 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_script import train
 from tiny_models import VARIANTS, write_tiny_vit
 from transformers import ViTModel
 
 from vit_fer import create_multimodal_vit_model, synthesize_dataset
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 
-
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("train", ROOT / "train.py")
-train = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train)
 
 RUN = [
     "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--learning_rate", "1e-3",

@@ -68,6 +68,25 @@ METRICS = (
     ("macro_f1", "macro-F1", "f1", {"average": "macro"}),
     ("uar", "UAR", "recall", {"average": "macro"}),
 )
+# The same for the other problem types (`config.problem_type`), and what soft labels add to single-label's.
+METRICS_BY_PROBLEM_TYPE = {
+    "single_label_classification": METRICS,
+    "multi_label_classification": (
+        ("macro_f1", "macro-F1", "f1", {"average": "macro"}),
+        ("mAP", "mAP", "mean_average_precision", None),
+    ),
+    "regression": (("rmse", "RMSE", "rmse", None), ("ccc", "CCC", "ccc", None)),
+}
+SOFT_LABEL_METRICS = (
+    ("cross_entropy", "cross-entropy (soft labels)", "cross_entropy", None),
+    ("kl_divergence", "KL divergence (soft labels)", "kl_divergence", None),
+)
+# The per-label table of each problem type: its title and the (key prefix, column name) of each score.
+PER_LABEL_SCORES = {
+    "single_label_classification": ("Recall per expression", (("recall", "recall"),)),
+    "multi_label_classification": ("F1 per expression (sigmoid ≥ 0.5)", (("f1", "F1"),)),
+    "regression": ("Per target", (("rmse", "RMSE"), ("ccc", "CCC"))),
+}
 SYNTHETIC_DATASET = ("vit-fer-synthetic", "synthetic RGB-thermal FER (vit-fer synthesize)")
 """model-index dataset type and name of the synthetic benchmark (train.py without --dataset_dir / --dataset_name)."""
 
@@ -221,21 +240,40 @@ def _hub_id(name: str) -> str | None:
     return name
 
 
-def _evaluation(results: dict[str, Any] | None, labels: list[str]) -> list[dict[str, Any]]:
-    """The evaluated splits of `all_results.json`, each with the metrics it has and its per-class recalls (all of
-    them or none: a partial set means an inconsistent file). No file, or no evaluation in it: no splits."""
+def _problem_type(config: dict[str, Any]) -> str:
+    return config.get("problem_type") or "single_label_classification"
+
+
+def _metrics(config: dict[str, Any], results: dict[str, Any] | None) -> tuple:
+    """The card's metrics for the model's problem type (with the soft-label ones when the run scored them)."""
+    metrics = METRICS_BY_PROBLEM_TYPE[_problem_type(config)]
+    soft = any(key.endswith("_kl_divergence") for key in results or {})
+    return metrics + SOFT_LABEL_METRICS if soft else metrics
+
+
+def _evaluation(
+    results: dict[str, Any] | None, labels: list[str], config: dict[str, Any], metrics: tuple
+) -> list[dict[str, Any]]:
+    """The evaluated splits of `all_results.json`, each with the `metrics` it has and its per-label scores (recall,
+    F1 or RMSE and CCC, by problem type; all of them or none: a partial set means an inconsistent file). No file, or
+    no evaluation in it: no splits."""
+    _, scores = PER_LABEL_SCORES[_problem_type(config)]
     splits = []
     for prefix, split in SPLITS.items():
         if results is None or not any(key.startswith(f"{prefix}_") for key in results):
             continue
-        recalls = [label for label in labels if f"{prefix}_recall_{label}" in results]
+        keys = {(label, name): f"{prefix}_{key}_{label}" for label in labels for key, name in scores}
         splits.append(
             {
                 "title": split,
-                "metrics": {key: _metric(results, f"{prefix}_{key}") for key, *_ in METRICS if f"{prefix}_{key}" in results},
+                "metrics": {
+                    key: _metric(results, f"{prefix}_{key}") for key, *_ in metrics if f"{prefix}_{key}" in results
+                },
                 "loss": _metric(results, f"{prefix}_loss") if f"{prefix}_loss" in results else None,
-                # `_metric` names the first missing recall when only some are there.
-                "recalls": {label: _metric(results, f"{prefix}_recall_{label}") for label in labels} if recalls else {},
+                # `_metric` names the first missing score when only some are there.
+                "per_label": {cell: _metric(results, key) for cell, key in keys.items()}
+                if any(key in results for key in keys.values())
+                else {},
             }
         )
     return splits
@@ -245,6 +283,7 @@ def _card_data(
     config: dict[str, Any],
     run_config: dict[str, Any] | None,
     splits: list[dict[str, Any]],
+    metrics: tuple,
     model_name: str,
     license: str,
 ) -> ModelCardData:
@@ -271,7 +310,7 @@ def _card_data(
             metric_value=split["metrics"][key],
         )
         for split in splits
-        for key, name, metric_type, metric_args in METRICS
+        for key, name, metric_type, metric_args in metrics
         if key in split["metrics"]
     ]
     base_checkpoint = _base_checkpoint(run_config)
@@ -282,7 +321,7 @@ def _card_data(
         tags=tags,
         base_model=None if base_checkpoint is None else _hub_id(str(base_checkpoint)),
         datasets=[hub_dataset] if hub_dataset else None,
-        metrics=sorted({metric_type for _, _, metric_type, _ in METRICS}) if eval_results else None,
+        metrics=sorted({metric_type for _, _, metric_type, _ in metrics}) if eval_results else None,
         model_name=model_name,
         eval_results=eval_results or None,
         # Not a Hub-defined field: the transformers these files need (they refuse older ones at import).
@@ -421,9 +460,11 @@ def card_context(
     architecture = _architecture(config)
     modality = _modality(architecture, config)
     labels = _labels(config)
-    splits = _evaluation(results, labels)
+    metrics = _metrics(config, results)
+    splits = _evaluation(results, labels, config, metrics)
+    per_label_title, per_label_scores = PER_LABEL_SCORES[_problem_type(config)]
     model_name = repo_id.split("/")[-1] if repo_id else folder.resolve().name
-    card_data = _card_data(config, run_config, splits, model_name, license)
+    card_data = _card_data(config, run_config, splits, metrics, model_name, license)
 
     concat_head = config.get("fusion_type") == "concat" and (
         config.get("fusion_layer") == "feature" or architecture == "MidFusionViT"
@@ -462,15 +503,18 @@ def card_context(
         "usage_inputs": _usage_inputs(modality),
         # The image-classification pipeline feeds its images to the processor as `images`, i.e. RGB.
         "has_pipeline": modality == "rgb",
-        "metric_rows": [(name, key) for key, name, *_ in METRICS] + [("loss", "loss")],
+        "problem_type": _problem_type(config),
+        "metric_rows": [(name, key) for key, name, *_ in metrics] + [("loss", "loss")],
+        "per_label_title": per_label_title,
+        "per_label_columns": [name for _, name in per_label_scores],
         "splits": [
             {
                 "title": split["title"],
                 "scores": {
-                    **{key: f"{split['metrics'][key]:.4f}" if key in split["metrics"] else "–" for key, *_ in METRICS},
+                    **{key: f"{split['metrics'][key]:.4f}" if key in split["metrics"] else "–" for key, *_ in metrics},
                     "loss": "–" if split["loss"] is None else f"{split['loss']:.4f}",
                 },
-                "recalls": {label: f"{value:.4f}" for label, value in split["recalls"].items()},
+                "per_label": {cell: f"{value:.4f}" for cell, value in split["per_label"].items()},
             }
             for split in splits
         ],

@@ -40,6 +40,7 @@ def plot_learning_curves(
     log_history: Sequence[dict],
     path: str | Path,
     metrics: Sequence[str] = ("eval_macro_f1", "eval_uar", "eval_accuracy"),
+    loss_name: str = "cross-entropy",
     title: str | None = None,
     best_step: int | None = None,
     stages: Sequence[tuple[float, str]] = (),
@@ -55,6 +56,7 @@ def plot_learning_curves(
         stages: `(epoch, description)` of each change of what trains (progressive unfreezing), marked as dotted
             lines at the epoch where it starts, e.g. `[(1.0, "top 2 layers")]`.
         chance: the metrics' chance level (1 / number of classes), drawn as a dashed line.
+        loss_name: what the loss is (the problem type's: cross-entropy, binary cross-entropy, mean squared error).
     """
     # Evaluations after training ended (of the best checkpoint, logged at the last epoch) are not part of the curves.
     end = next((index for index, entry in enumerate(log_history) if "train_runtime" in entry), len(log_history))
@@ -73,17 +75,19 @@ def plot_learning_curves(
         if values:
             loss_axes.plot(epochs, values, marker="." if key == "eval_loss" else None, label=name)
     loss_axes.set_xlabel("epoch")
-    loss_axes.set_ylabel("cross-entropy")
+    loss_axes.set_ylabel(loss_name)
     loss_axes.set_title("loss")
+    lowest = 0.0
     for key in metrics:
         epochs, values = series(key)
         if values:
             metric_axes.plot(epochs, values, marker=".", label=key.removeprefix("eval_"))
+            lowest = min(lowest, *values)
     if chance is not None:
         metric_axes.axhline(chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance:.2f})")
     metric_axes.set_xlabel("epoch")
     metric_axes.set_ylabel("validation")
-    metric_axes.set_ylim(0.0, 1.0)
+    metric_axes.set_ylim(-1.0 if lowest < 0 else 0.0, 1.0)  # a correlation (CCC) may fall below 0
     metric_axes.set_title("validation metrics")
     for axes in (loss_axes, metric_axes):
         for index, (epoch, description) in enumerate(stages):

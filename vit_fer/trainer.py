@@ -137,9 +137,10 @@ class FERTrainingArguments(TrainingArguments):
             check_space_repo_id(self.hub_model_id)
         if self.malloc_policy not in MALLOC_POLICY_CHOICES:
             raise ValueError(f"`malloc_policy` must be one of {MALLOC_POLICY_CHOICES}, got {self.malloc_policy!r}.")
-        if self.metric_for_best_model not in (None, "macro_f1", "uar", "accuracy", "loss"):
+        if self.metric_for_best_model not in (None, "macro_f1", "uar", "accuracy", "loss", "mAP", "ccc"):
             raise ValueError(
-                "`metric_for_best_model` must be one of macro_f1, uar, accuracy, loss (validation metrics), "
+                "`metric_for_best_model` must be one of macro_f1, uar, accuracy, loss, mAP (multi-label), ccc "
+                "(regression) (validation metrics), "
                 f"got {self.metric_for_best_model!r}."
             )
         self._distribute_on_cpu()

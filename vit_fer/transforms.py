@@ -278,8 +278,9 @@ def with_fer_transforms(
 class FERDataCollator:
     """
     Stacks transformed samples into a batch: each model input (`pixel_values`, `thermal_pixel_values`) as a
-    float tensor and `labels` as a long tensor. Samples must carry the same inputs: a batch mixing samples with and
-    without a modality is an error.
+    float tensor and `labels` as a long tensor of class indices, or a float tensor `(batch, n)` of vector labels
+    (multi-hot, class probabilities, regression targets). Samples must carry the same inputs: a batch mixing samples
+    with and without a modality is an error.
     """
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
@@ -300,5 +301,9 @@ class FERDataCollator:
             for key in sorted(keys - {"labels"})
         }
         if "labels" in keys:
-            batch["labels"] = torch.tensor([int(feature["labels"]) for feature in features], dtype=torch.long)
+            labels = [feature["labels"] for feature in features]
+            if isinstance(labels[0], (int, np.integer)) or (torch.is_tensor(labels[0]) and labels[0].ndim == 0):
+                batch["labels"] = torch.tensor([int(label) for label in labels], dtype=torch.long)
+            else:  # multi-hot, class probabilities or regression targets (`vit_fer.data.targets`)
+                batch["labels"] = torch.stack([torch.as_tensor(label, dtype=torch.float32) for label in labels])
         return batch

@@ -17,27 +17,36 @@ from ..thermal import ImageFileError, check_image_values, probe_image_file
 from .files import MODALITIES, BadDataError, BadSample, canonical_label, label_name
 from .layouts import Record
 from .splits import SPLIT_LOOKUP, SPLITS
+from .targets import label_vector
 
 
 logger = logging.getLogger(__name__)
 
 
 def check_labels_and_splits(
-    records: list[Record], bad: list[BadSample], label_names: Sequence[str] | None
+    records: list[Record], bad: list[BadSample], label_names: Sequence[str] | None, problem_type: str | None = None
 ) -> list[Record]:
-    """The records whose label is one of the FER labels (aliases and class indices mapped to it) and whose split,
-    if given, is a known one; the others go to `bad`."""
+    """The records whose label is one of the FER labels (aliases and class indices mapped to it) — or, for a
+    `problem_type` with vector labels, a valid vector (see `vit_fer.data.targets`) — and whose split, if given, is a
+    known one; the others go to `bad`."""
     kept = []
     for record in records:
         files = ", ".join(str(getattr(record, m)) for m in MODALITIES if getattr(record, m) is not None)
         if record.label is None:
             bad.append(BadSample("unknown label", f"{files}: no label (empty label, or not in a label folder)"))
             continue
-        label = canonical_label(label_name(record.label, label_names))
-        if label is None:
-            bad.append(BadSample("unknown label", f"{files}: {record.label!r} is none of {FER_LABELS}"))
-            continue
-        record.label = label
+        if problem_type is not None:
+            try:
+                record.label = label_vector(record.label, problem_type)
+            except ValueError as error:
+                bad.append(BadSample("bad label", f"{files}: {error}"))
+                continue
+        else:
+            label = canonical_label(label_name(record.label, label_names))
+            if label is None:
+                bad.append(BadSample("unknown label", f"{files}: {record.label!r} is none of {FER_LABELS}"))
+                continue
+            record.label = label
         if record.split is not None:
             split = SPLIT_LOOKUP.get(str(record.split).lower())
             if split is None:
@@ -46,6 +55,20 @@ def check_labels_and_splits(
             record.split = split
         kept.append(record)
     return kept
+
+
+def check_target_counts(records: list[Record], bad: list[BadSample]) -> list[Record]:
+    """Regression records with as many targets as most records have; the others go to `bad`."""
+    counts = [len(record.label) for record in records]
+    if not counts:
+        return records
+    expected = max(set(counts), key=counts.count)
+    for record in records:
+        if len(record.label) != expected:
+            files = ", ".join(str(getattr(record, m)) for m in MODALITIES if getattr(record, m) is not None)
+            found = len(record.label)
+            bad.append(BadSample("bad label", f"{files}: {found} regression targets, the others have {expected}"))
+    return [record for record in records if len(record.label) == expected]
 
 
 def _image_size(value: Any, modality: str, full_decode: bool) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from typing import Any
 import datasets
 
 from ..configuration_vit_fer import FER_LABELS
-from .checks import check_duplicates, check_images, check_labels_and_splits
+from .checks import check_duplicates, check_images, check_labels_and_splits, check_target_counts
 from .files import MODALITIES, BadSample, report_bad_samples
 from .layouts import (
     LAYOUTS,
@@ -24,6 +24,7 @@ from .layouts import (
     resolve_modalities,
 )
 from .splits import SPLITS, split_indices
+from .targets import label_stratum, parse_label_text, resolve_problem_type
 
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def load_fer_dataset(
     split_column: str = "split",
     modalities: Sequence[str] | None = None,
     label_names: Sequence[str] | None = None,
+    problem_type: str | None = None,
     validation_size: float = 0.1,
     test_size: float = 0.1,
     seed: int = 42,
@@ -66,6 +68,11 @@ def load_fer_dataset(
             Files of a modality not loaded are not read and need no partner.
         label_names (`Sequence[str]`, *optional*):
             Names of integer labels (in manifests, or in a dataset label column that is not a `ClassLabel`).
+        problem_type (`str`, *optional*):
+            What the label column holds, as transformers' `problem_type`: `"single_label_classification"` (class
+            names or indices; or probability vectors: soft labels), `"multi_label_classification"` (lists of class
+            names, or multi-hot vectors) or `"regression"` (numbers). Inferred from the labels when unset (see
+            `vit_fer.data.targets`).
         validation_size (`float`, *optional*, defaults to 0.1):
             Fraction of the data for validation when the data gives no validation split.
         test_size (`float`, *optional*, defaults to 0.1):
@@ -132,13 +139,18 @@ def load_fer_dataset(
             records = scan(path, modalities, bad)
         image_features = {m: datasets.Value("string") for m in modalities}
 
-    records = check_labels_and_splits(records, bad, label_names)
+    for record in records:
+        record.label = parse_label_text(record.label)
+    problem_type = resolve_problem_type([record.label for record in records], problem_type)
+    records = check_labels_and_splits(records, bad, label_names, problem_type)
+    if problem_type == "regression":
+        records = check_target_counts(records, bad)
     records = check_duplicates(records, list(image_features), drop_duplicates)
     records = check_images(records, list(image_features), verify_images, bad)
     report_bad_samples(bad, source_name, skip_bad_samples)
     if not records:
         raise ValueError(f"No usable samples in {source_name}.")
-    return _split_records(records, image_features, validation_size, test_size, seed, split_by_subject)
+    return _split_records(records, image_features, validation_size, test_size, seed, split_by_subject, problem_type)
 
 
 def _split_records(
@@ -148,6 +160,7 @@ def _split_records(
     test_size: float,
     seed: int,
     split_by_subject: bool | None,
+    problem_type: str | None,
 ) -> datasets.DatasetDict:
     subjects = [r.subject for r in records]
     has_subject = any(s is not None for s in subjects)
@@ -166,7 +179,7 @@ def _split_records(
     # Augmented copies never decide a split: they follow their original into train, or are left out.
     primary = [i for i, r in enumerate(records) if not r.augmented]
     assignment = split_indices(
-        [FER_LABELS.index(records[i].label) for i in primary],
+        [label_stratum(records[i].label, problem_type) for i in primary],
         groups=[records[i].subject for i in primary] if by_subject else None,
         given=[records[i].split for i in primary] if given[0] is not None else None,
         validation_size=validation_size,
@@ -195,10 +208,13 @@ def _split_records(
         overlap = train_subjects & held_out_subjects
         if overlap:
             logger.warning("The given splits share %d subjects between train and validation/test.", len(overlap))
-    _report_missing_classes(records, indices)
+    if problem_type is None:  # class labels (vector labels have no one class per sample)
+        _report_missing_classes(records, indices)
     return datasets.DatasetDict(
         {
-            split: _dataset_from_records([records[i] for i in indices[split]], image_features, has_subject)
+            split: _dataset_from_records(
+                [records[i] for i in indices[split]], image_features, has_subject, problem_type
+            )
             for split in SPLITS
             if indices.get(split)
         }
@@ -218,12 +234,16 @@ def _report_missing_classes(records: list[Record], indices: Mapping[str, Sequenc
 
 
 def _dataset_from_records(
-    records: list[Record], image_features: Mapping[str, Any], has_subject: bool
+    records: list[Record], image_features: Mapping[str, Any], has_subject: bool, problem_type: str | None
 ) -> datasets.Dataset:
     columns: dict[str, list] = {m: [getattr(r, m) for r in records] for m in image_features}
     features = dict(image_features)
-    columns["label"] = [FER_LABELS.index(r.label) for r in records]
-    features["label"] = datasets.ClassLabel(names=list(FER_LABELS))
+    if problem_type is None:
+        columns["label"] = [FER_LABELS.index(r.label) for r in records]
+        features["label"] = datasets.ClassLabel(names=list(FER_LABELS))
+    else:  # one float per class (multi-hot, probabilities) or per regression target
+        columns["label"] = [r.label for r in records]
+        features["label"] = datasets.List(datasets.Value("float32"), length=len(records[0].label))
     if has_subject:
         columns["subject"] = [r.subject for r in records]
         features["subject"] = datasets.Value("string")
