@@ -50,8 +50,9 @@ def build(*argv: str):
 @pytest.mark.parametrize(
     "design",
     [["--mode", "combined", "--fusion_strategy", "early", "--fusion_type", "concat"],
-     ["--mode", "combined", "--fusion_strategy", "late", "--fusion_type", "attention"]],
-    ids=["early-concat", "late-attention"],
+     ["--mode", "combined", "--fusion_strategy", "late", "--fusion_type", "attention"],
+     ["--mode", "combined", "--fusion_strategy", "mid", "--fusion_layer", "1"]],
+    ids=["early-concat", "late-attention", "mid"],
 )  # fmt: skip
 def test_continue_fine_tuning_a_saved_model(data_dir, tmp_path, design):
     first = tmp_path / "first"
