@@ -58,3 +58,13 @@ def test_get_input_embeddings_is_the_main_inputs_patch_embedding(variant):
     # What transformers' own image classifier returns: the module turning pixel_values into patch tokens.
     image = torch.randn(1, embeddings.num_channels, TINY_VIT["image_size"], TINY_VIT["image_size"])
     assert embeddings(image).shape == (1, SEQUENCE_LENGTH - 1, TINY_VIT["hidden_size"])
+
+
+@pytest.mark.parametrize("variant", ["rgb", "early-concat", "late-attention", "late-prediction-weighted"])
+def test_set_attn_implementation_switches_every_encoder(variant):
+    model = create_multimodal_vit_model(model_name=None, **VARIANTS[variant], **TINY_VIT).eval()
+    inputs = make_inputs(model, batch_size=1, with_labels=False)
+    assert model(**inputs, output_attentions=True).attentions == ()  # sdpa computes no weights
+    model.set_attn_implementation("eager")
+    assert all(encoder.config._attn_implementation == "eager" for encoder in model.backbone_modules())
+    assert len(model(**inputs, output_attentions=True).attentions) == TINY_VIT["num_hidden_layers"]

@@ -81,7 +81,9 @@ def test_head_is_the_specifications(checkpoint):
     layers = [type(module).__name__ for module in head.children()]
     assert layers == ["LayerNorm", "Dropout", "Linear", "GELU", "Dropout", "Linear"]
     assert (head.dropout.p, head.output_dropout.p) == (0.1, 0.05)
-    assert (head.dense.in_features, head.dense.out_features, head.out_proj.out_features) == (32, 384, 7)
+    # As in the original implementation: hidden width hidden_size // 2, LayerNorm with PyTorch's default eps.
+    assert (head.dense.in_features, head.dense.out_features, head.out_proj.out_features) == (32, 16, 7)
+    assert head.layernorm.eps == 1e-5
 
     concat_head = build(checkpoint, "late-concat").classifier
     assert concat_head.dense.in_features == 2 * TINY_VIT["hidden_size"]
@@ -233,7 +235,8 @@ def test_unfreeze_last_n_layers_is_top_down(checkpoint):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_optimizer_steps_lower_the_loss(checkpoint, variant):
-    model = build(checkpoint, variant).train()
+    # A head as wide as ViT-B's (hidden_size // 2 is 16 at the tiny size, too narrow to fit 8 samples in 12 steps).
+    model = build(checkpoint, variant, classifier_hidden_size=384).train()
     inputs = make_inputs(model, batch_size=8, seed=3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
@@ -375,7 +378,7 @@ def test_factory_rejects_bad_arguments(checkpoint):
         (dict(mode="combined", fusion_strategy="middle"), "`fusion_strategy` must be one of"),
         (dict(mode="rgb", fusion_type="concat"), "apply to mode='combined' only"),
         (dict(mode="combined", fusion_strategy="early", fusion_layer="feature"), "fusion_strategy='mid' or 'late' only"),
-        (dict(mode="combined", fusion_strategy="late", fusion_layer="prediction", fusion_type="add"), "feature' only"),
+        (dict(mode="combined", fusion_strategy="late", fusion_layer="prediction", fusion_type="add"), "must be 'attention'"),
         (dict(mode="rgb", modality_dropout=0.2), r"ViTFERConfig has no field \['modality_dropout'\]"),
         (dict(mode="combined", fusion_strategy="late", modality_dropuot=0.2), "has no field"),
     ]

@@ -65,13 +65,22 @@ class _FERConfigBase(ViTConfig):
     `"multi_label_classification"` (multi-hot labels, e.g. compound expressions) or `"regression"` (`num_labels`
     targets, e.g. valence and arousal; `num_labels=1` is allowed for it). Unset, it is inferred from the first labels.
 
-    classifier_hidden_size (`int`, *optional*, defaults to 384):
+    classifier_hidden_size (`int`, *optional*):
         Width of the hidden layer of the classification head
-        (LayerNorm → Dropout → Linear → GELU → Dropout → Linear).
+        (LayerNorm → Dropout → Linear → GELU → Dropout → Linear). Defaults to `hidden_size // 2`, as in the original
+        implementation (384 for ViT-B).
     classifier_dropout (`float`, *optional*, defaults to 0.1):
         Dropout probability before the head's hidden layer.
-    classifier_output_dropout (`float`, *optional*, defaults to 0.05):
-        Dropout probability before the head's output layer.
+    classifier_output_dropout (`float`, *optional*):
+        Dropout probability before the head's output layer. Defaults to `classifier_dropout / 2`, as in the original
+        implementation (0.05 for the default 0.1).
+    classifier_layer_norm_eps (`float`, *optional*, defaults to 1e-5):
+        Epsilon of the head's LayerNorm (PyTorch's default, which the original implementation's head uses; the
+        encoders keep `layer_norm_eps`).
+    model_name (`str`, *optional*):
+        The ViT checkpoint (Hub id or folder) the encoders were initialised from, e.g.
+        `"google/vit-base-patch16-224-in21k"`; `None` for randomly initialised encoders. Recorded for the model card
+        and [`~ViTFERPreTrainedModel.get_model_info`]; loading a saved model never reads it.
     freeze_backbone (`bool`, *optional*, defaults to `False`):
         Whether the ViT encoder(s) are frozen when the model is built (classifier-only fine-tuning). The model's
         `freeze_backbone()`, `unfreeze_backbone()` and `unfreeze_last_n_layers(n)` change it later.
@@ -96,14 +105,21 @@ class _FERConfigBase(ViTConfig):
         "thermal_logits",
     ]
 
-    classifier_hidden_size: int = 384
+    classifier_hidden_size: int | None = None
     classifier_dropout: float = 0.1
-    classifier_output_dropout: float = 0.05
+    classifier_output_dropout: float | None = None
+    classifier_layer_norm_eps: float = 1e-5
+    model_name: str | None = None
     freeze_backbone: bool = False
     check_inputs_finite: bool = False
     calibration_temperature: float = 1.0
 
     def __post_init__(self, **kwargs):
+        # The head's sizes follow the encoder and the first dropout unless set, as in the original implementation.
+        if self.classifier_hidden_size is None:
+            self.classifier_hidden_size = self.hidden_size // 2
+        if self.classifier_output_dropout is None:
+            self.classifier_output_dropout = self.classifier_dropout / 2
         # The FER label names are the default only for the 7-class problem; any other `num_labels` keeps
         # transformers' generic LABEL_i names.
         if self.id2label is None and kwargs.get("num_labels", len(FER_LABELS)) == len(FER_LABELS):
@@ -115,6 +131,8 @@ class _FERConfigBase(ViTConfig):
         _check_positive("classifier_hidden_size", self.classifier_hidden_size)
         _check_probability("classifier_dropout", self.classifier_dropout)
         _check_probability("classifier_output_dropout", self.classifier_output_dropout)
+        if self.classifier_layer_norm_eps <= 0:
+            raise ValueError(f"`classifier_layer_norm_eps` must be > 0, got {self.classifier_layer_norm_eps}.")
         if not 0.0 < self.calibration_temperature < float("inf"):
             raise ValueError(
                 f"`calibration_temperature` must be a positive finite number, got {self.calibration_temperature!r}."
@@ -216,10 +234,12 @@ class LateFusionViTConfig(_FERConfigBase):
     fusion_type (`str`, *optional*):
         Feature fusion only: `"concat"` (the head reads `2 × hidden_size` features), `"add"` (sum of the features)
         or `"attention"` (a learned, per-sample softmax weighting of the two features; the weights are returned as
-        `modality_weights`). Defaults to `"concat"` for feature fusion; must stay unset for prediction fusion.
+        `modality_weights`). Defaults to `"concat"` for feature fusion. With prediction fusion, only `"attention"`:
+        the original implementation's learned combination of the two heads' logits (a linear layer from both heads'
+        `2 × num_labels` logits to `num_labels`), used instead of `prediction_fusion`.
     prediction_fusion (`str`, *optional*, defaults to `"mean"`):
-        Prediction fusion only: `"mean"` averages the per-modality class probabilities; `"weighted"` averages them
-        with two learned modality weights (returned as `modality_weights`).
+        Prediction fusion without `fusion_type`: `"mean"` averages the per-modality class probabilities;
+        `"weighted"` averages them with two learned modality weights (returned as `modality_weights`).
     fusion_attention_hidden_size (`int`, *optional*, defaults to 128):
         Width of the scoring MLP of `fusion_type="attention"`.
     modality_dropout (`float`, *optional*, defaults to 0.0):
@@ -250,10 +270,16 @@ class LateFusionViTConfig(_FERConfigBase):
     def __post_init__(self, **kwargs):
         if self.fusion_layer == "feature" and self.fusion_type is None:
             self.fusion_type = "concat"
-        elif self.fusion_layer == "prediction" and self.fusion_type is not None:
+        elif self.fusion_layer == "prediction" and self.fusion_type not in (None, "attention"):
             raise ValueError(
-                f"`fusion_type` applies to fusion_layer='feature' only, got fusion_type={self.fusion_type!r} with "
-                "fusion_layer='prediction'; combine predictions with `prediction_fusion` ('mean' or 'weighted')."
+                f"`fusion_type` with fusion_layer='prediction' must be 'attention' (learned combination of the heads' "
+                f"logits) or unset, got {self.fusion_type!r}; average the predictions with `prediction_fusion` "
+                "('mean' or 'weighted')."
+            )
+        elif self.fusion_layer == "prediction" and self.fusion_type == "attention" and self.prediction_fusion != "mean":
+            raise ValueError(
+                "fusion_type='attention' with fusion_layer='prediction' combines the heads' logits itself; "
+                f"`prediction_fusion` must stay 'mean', got {self.prediction_fusion!r}."
             )
         super().__post_init__(**kwargs)
 

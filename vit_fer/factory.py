@@ -20,17 +20,16 @@ from .modeling_vit_fer import (
     MidFusionViT,
     ViTFERPreTrainedModel,
     ViTForFER,
-    backbone_config,
-    load_pretrained_backbone,
 )
 
 
 MODES = ("rgb", "thermal", "combined")
 FUSION_STRATEGIES = ("early", "mid", "late")
-# Keyword arguments every transformers config takes beside its fields.
-_CONFIG_KEYWORDS = frozenset({"attn_implementation", "num_labels", "output_attentions"})
 # Fields of a saved model's config that its caller chooses anew when continuing its training.
-_RUN_FIELDS = frozenset({"freeze_backbone", "classifier_dropout", "num_channels"})
+# `model_name` is the checkpoint being continued; the second head dropout follows the first.
+_RUN_FIELDS = frozenset(
+    {"freeze_backbone", "classifier_dropout", "classifier_output_dropout", "model_name", "num_channels"}
+)
 _FUSION_STRATEGY_OF_CONFIG = {EarlyFusionViTConfig: "early", MidFusionViTConfig: "mid", LateFusionViTConfig: "late"}
 
 
@@ -96,7 +95,7 @@ def create_multimodal_vit_model(
             `image_size` defaults to the checkpoint's; another one resamples its position embeddings once.
         num_classes: number of expression classes (the 7 FER labels by default).
         freeze_backbone: freeze the encoder(s) for classifier-only fine-tuning.
-        dropout_rate: dropout before the head's hidden layer.
+        dropout_rate: dropout before the head's hidden layer (the one before its output layer is half of it).
         use_gradient_checkpointing: enable activation checkpointing of the encoder layers.
         **config_overrides: any other field of the model's configuration (e.g. `modality_dropout=0.2`,
             `attn_implementation="eager"` is passed to the config too).
@@ -109,39 +108,34 @@ def create_multimodal_vit_model(
                 f"`fusion_type` and `fusion_layer` apply to mode='combined' only; got mode={mode!r} with "
                 f"fusion_type={fusion_type!r}, fusion_layer={fusion_layer!r}."
             )
-        config_class, model_class = ViTFERConfig, ViTForFER
+        model_class = ViTForFER
         config_overrides["modality"] = mode
     elif fusion_strategy == "early":
         if fusion_layer is not None:
             raise ValueError(f"`fusion_layer` applies to fusion_strategy='mid' or 'late' only, got {fusion_layer!r}.")
-        config_class, model_class = EarlyFusionViTConfig, EarlyFusionViT
+        model_class = EarlyFusionViT
         config_overrides["fusion_type"] = fusion_type or "concat"
     elif fusion_strategy == "mid":
         if fusion_layer is not None and (isinstance(fusion_layer, bool) or not isinstance(fusion_layer, int)):
             raise ValueError(
                 f"`fusion_layer` of fusion_strategy='mid' is a layer index (an int), got {fusion_layer!r}."
             )
-        config_class, model_class = MidFusionViTConfig, MidFusionViT
+        model_class = MidFusionViT
         config_overrides["fusion_type"] = fusion_type or "bottleneck"
         if fusion_layer is not None:
             config_overrides["fusion_layer"] = fusion_layer
     elif fusion_strategy == "late":
-        config_class, model_class = LateFusionViTConfig, LateFusionViT
+        model_class = LateFusionViT
         config_overrides.update(fusion_type=fusion_type, fusion_layer=fusion_layer or "feature")
     else:
         raise ValueError(f"`fusion_strategy` must be one of {FUSION_STRATEGIES}, got {fusion_strategy!r}.")
 
-    # A config keeps unknown keyword arguments as attributes: a misspelt or misplaced option would be ignored.
-    known = {field.name for field in dataclasses.fields(config_class)} | _CONFIG_KEYWORDS
-    unknown = sorted(set(config_overrides) - known)
-    if unknown:
-        raise ValueError(f"{config_class.__name__} has no field {unknown}; see its documentation for the options.")
-    config_overrides.update(num_labels=num_classes, freeze_backbone=freeze_backbone, classifier_dropout=dropout_rate)
-    if model_name is None:
-        model = model_class(config_class(**config_overrides))
-    else:
-        model = model_class(backbone_config(config_class, model_name, **config_overrides))
-        load_pretrained_backbone(model, model_name)
-    if use_gradient_checkpointing:
-        model.activation_checkpointing_enable()
-    return model
+    # The model's keyword constructor loads the encoders and refuses options its config does not have.
+    return model_class(
+        model_name=model_name,
+        num_classes=num_classes,
+        freeze_backbone=freeze_backbone,
+        dropout_rate=dropout_rate,
+        use_gradient_checkpointing=use_gradient_checkpointing,
+        **config_overrides,
+    )

@@ -27,6 +27,7 @@ This file travels with every checkpoint (`trust_remote_code=True`): it imports n
 configuration file.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from os import PathLike
 
@@ -63,7 +64,8 @@ class FERClassifierOutput(ImageClassifierOutput):
     loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is provided):
         The loss of `config.problem_type` (see [`fer_loss`]) of `logits` against `labels`.
     logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-        Class scores before softmax. For prediction fusion, the log of the fused class probabilities.
+        Class scores before softmax. For prediction fusion, the log of the fused class probabilities (or, with
+        `fusion_type="attention"`, the learned combination of the heads' logits).
     hidden_states, attentions:
         Of the (RGB, for late fusion) encoder, when asked for, as in `ImageClassifierOutput`.
     thermal_hidden_states, thermal_attentions:
@@ -191,7 +193,7 @@ class FERClassificationHead(nn.Module):
 
     def __init__(self, config: _FERConfigBase, input_size: int):
         super().__init__()
-        self.layernorm = nn.LayerNorm(input_size, eps=config.layer_norm_eps)
+        self.layernorm = nn.LayerNorm(input_size, eps=config.classifier_layer_norm_eps)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.dense = nn.Linear(input_size, config.classifier_hidden_size)
         self.activation = nn.GELU()
@@ -203,7 +205,10 @@ class FERClassificationHead(nn.Module):
         return self.out_proj(self.output_dropout(hidden))
 
 
-class ModalityAttentionFusion(nn.Module):
+# No module class of this file may have "Attention" in its name: transformers decides whether
+# `set_attn_implementation` can switch a model by searching its file for an `*Attention*(nn.Module)` class that does
+# not dispatch through `ALL_ATTENTION_FUNCTIONS`, and would refuse for every vit-fer model.
+class ScoredFeatureFusion(nn.Module):
     """Scores each modality's feature with a small MLP and takes the softmax-weighted sum over the modalities
     present in each sample."""
 
@@ -346,6 +351,25 @@ class CrossModalBlock(GradientCheckpointingLayer):
         return hidden_states + attended
 
 
+class LearnedLogitFusion(nn.Module):
+    """The original implementation's prediction-level attention fusion: a linear layer from both heads' logits,
+    concatenated [RGB, thermal], to the fused logits. An absent modality's logits enter as zeros."""
+
+    def __init__(self, config: LateFusionViTConfig):
+        super().__init__()
+        self.proj = nn.Linear(2 * config.num_labels, config.num_labels)
+
+    def forward(self, rgb_logits: torch.Tensor, thermal_logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        logits = torch.stack([rgb_logits, thermal_logits], dim=1) * present.unsqueeze(-1).to(rgb_logits.dtype)
+        return self.proj(logits.flatten(1))
+
+
+# The original implementation's constructor keywords beside the config fields (`fusion_type`, `fusion_layer`, ...).
+ORIGINAL_ARGUMENTS = ("model_name", "num_classes", "dropout_rate", "freeze_backbone", "use_gradient_checkpointing")
+# Keyword arguments every transformers config takes beside its fields.
+_CONFIG_KEYWORDS = frozenset({"attn_implementation", "num_labels", "output_attentions"})
+
+
 class ViTFERPreTrainedModel(ViTPreTrainedModel):
     """Base class of the vit-fer models: weight initialisation, backbone freezing and Hub-ready saving."""
 
@@ -367,10 +391,100 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
             init.zeros_(module.weight)
             init.zeros_(module.bias)
 
+    def __init__(
+        self,
+        config: _FERConfigBase | None = None,
+        *,
+        model_name: str | PathLike | None = DEFAULT_BACKBONE,
+        num_classes: int | None = None,
+        dropout_rate: float | None = None,
+        freeze_backbone: bool | None = None,
+        use_gradient_checkpointing: bool = False,
+        **config_fields,
+    ):
+        r"""
+        Every vit-fer model is built from its config (random weights; `from_pretrained` for a saved model), or with
+        the original implementation's keywords, which load the ViT checkpoint `model_name` into every encoder:
+
+        ```python
+        >>> model = EarlyFusionViT(model_name="google/vit-base-patch16-224-in21k", num_classes=7,
+        ...                        fusion_type="concat", freeze_backbone=False, dropout_rate=0.1)
+        ```
+
+        Args:
+            config: the model's configuration; excludes every other argument.
+            model_name: a Hub id or a local folder holding a `ViTModel` or `ViTForImageClassification` checkpoint,
+                whose encoder shape the model takes; `None` for randomly initialised encoders shaped by
+                `config_fields` (training from scratch).
+            num_classes: number of expression classes (`num_labels`; the 7 FER labels by default).
+            dropout_rate: dropout before the head's hidden layer (`classifier_dropout`; the second is half of it).
+            freeze_backbone: freeze the encoder(s) for classifier-only fine-tuning.
+            use_gradient_checkpointing: enable activation checkpointing of the encoder layers.
+            **config_fields: any other field of the model's configuration (`fusion_type`, `fusion_layer`,
+                `modality`, `attn_implementation`, ...). Anything else is refused.
+        """
+        pretrained = None
+        if config is None:
+            config, pretrained = self.config_from_arguments(
+                model_name=model_name,
+                num_classes=num_classes,
+                dropout_rate=dropout_rate,
+                freeze_backbone=freeze_backbone,
+                **config_fields,
+            )
+        elif config_fields or use_gradient_checkpointing or model_name != DEFAULT_BACKBONE or any(
+            value is not None for value in (num_classes, dropout_rate, freeze_backbone)
+        ):
+            raise ValueError(
+                f"Pass either `config` or the keyword arguments ({', '.join(ORIGINAL_ARGUMENTS)}, config fields), "
+                "not both."
+            )
+        super().__init__(config)
+        # Acted on by `post_init`, once the subclass has built its modules.
+        self._pretrained_backbone = pretrained
+        self._use_gradient_checkpointing = use_gradient_checkpointing
+
+    @classmethod
+    def config_from_arguments(
+        cls,
+        model_name: str | PathLike | None = DEFAULT_BACKBONE,
+        num_classes: int | None = None,
+        dropout_rate: float | None = None,
+        freeze_backbone: bool | None = None,
+        **config_fields,
+    ) -> tuple[_FERConfigBase, str | PathLike | None]:
+        """The configuration the keyword constructor builds, and the checkpoint to load into its encoders."""
+        config_class = cls.config_class
+        # A config keeps unknown keyword arguments as attributes: a misspelt option would silently do nothing.
+        known = {field.name for field in dataclasses.fields(config_class)} | _CONFIG_KEYWORDS
+        unknown = sorted(set(config_fields) - known)
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__} got unexpected keyword arguments: {config_class.__name__} has no field {unknown}, "
+                f"and they are none of {', '.join(ORIGINAL_ARGUMENTS)} (see the config's documentation)."
+            )
+        for name, field, value in (
+            ("num_classes", "num_labels", num_classes),
+            ("dropout_rate", "classifier_dropout", dropout_rate),
+            ("freeze_backbone", "freeze_backbone", freeze_backbone),
+        ):
+            if value is not None:
+                if field in config_fields:
+                    raise ValueError(f"Pass `{name}` or `{field}`, not both.")
+                config_fields[field] = value
+        config_fields.setdefault("num_labels", 7)
+        if model_name is None:
+            return config_class(**config_fields), None
+        return backbone_config(config_class, model_name, **config_fields), model_name
+
     def post_init(self) -> None:
         super().post_init()
+        if getattr(self, "_pretrained_backbone", None) is not None:
+            load_pretrained_backbone(self, self._pretrained_backbone)
         if self.config.freeze_backbone:
             self.freeze_backbone()
+        if getattr(self, "_use_gradient_checkpointing", False):
+            self.activation_checkpointing_enable()
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -489,6 +603,56 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
     def _check_features_cacheable(self) -> None:
         """Raises where caching the features would be inexact even with a frozen backbone."""
 
+    # -- the original implementation's helpers --------------------------------------------------------------------
+
+    def get_features(
+        self, pixel_values: torch.Tensor | None = None, thermal_pixel_values: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The original implementation's name for [`~ViTFERPreTrainedModel.extract_features`]: the encoders' final
+        [CLS] features, without gradients."""
+        return self.extract_features(pixel_values, thermal_pixel_values)
+
+    @torch.no_grad()
+    def get_attention_weights(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        thermal_pixel_values: torch.Tensor | None = None,
+        layer_idx: int = -1,
+    ) -> torch.Tensor | tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The attention probabilities of layer `layer_idx` (the last by default), `(batch, heads, tokens, tokens)`,
+        for attention maps. Attention weights need eager attention under transformers 5: the model switches to it for
+        this call and back. [`LateFusionViT`] returns `(rgb, thermal)`, `None` for a modality not given."""
+        previous = self.config._attn_implementation
+        if previous != "eager":
+            self.set_attn_implementation("eager")
+        try:
+            outputs = self(pixel_values, thermal_pixel_values, output_attentions=True)
+        finally:
+            if previous != "eager":
+                self.set_attn_implementation(previous)
+        return self._select_attentions(outputs, layer_idx)
+
+    def _select_attentions(self, outputs: FERClassifierOutput, layer_idx: int):
+        return outputs.attentions[layer_idx]
+
+    def get_model_info(self) -> dict:
+        """The original implementation's summary of the model: backbone, classes, parameter counts and encoder
+        shape."""
+        config = self.config
+        return {
+            "model_name": config.model_name,
+            "num_classes": config.num_labels,
+            "total_parameters": self.num_parameters(),
+            "trainable_parameters": self.num_parameters(only_trainable=True),
+            "freeze_backbone": not any(p.requires_grad for m in self.backbone_modules() for p in m.parameters()),
+            "dropout_rate": config.classifier_dropout,
+            "image_size": config.image_size,
+            "patch_size": config.patch_size,
+            "hidden_size": config.hidden_size,
+            "num_attention_heads": config.num_attention_heads,
+            "num_hidden_layers": config.num_hidden_layers,
+        }
+
     def _check_features(self, features: torch.Tensor) -> torch.Tensor:
         expected = self._feature_shape()
         if features.ndim != len(expected) + 1 or tuple(features.shape[1:]) != expected:
@@ -539,38 +703,11 @@ class ViTForFER(ViTFERPreTrainedModel):
     config_class = ViTFERConfig
     base_model_prefix = "vit"
 
-    def __init__(
-        self,
-        config: ViTFERConfig | None = None,
-        *,
-        model_name: str | PathLike | None = None,
-        num_classes: int | None = None,
-        freeze_backbone: bool | None = None,
-        dropout_rate: float | None = None,
-        **config_overrides,
-    ):
-        seed_arguments = (model_name, num_classes, freeze_backbone, dropout_rate)
-        if config is not None and (config_overrides or any(value is not None for value in seed_arguments)):
-            raise ValueError(
-                "Pass either `config` or the pretrained-backbone arguments (`model_name`, `num_classes`, "
-                "`freeze_backbone`, `dropout_rate`, config overrides), not both."
-            )
-        if config is None:
-            model_name = model_name if model_name is not None else DEFAULT_BACKBONE
-            config = backbone_config(
-                ViTFERConfig,
-                model_name,
-                num_labels=7 if num_classes is None else num_classes,
-                freeze_backbone=bool(freeze_backbone),
-                classifier_dropout=0.1 if dropout_rate is None else dropout_rate,
-                **config_overrides,
-            )
-        super().__init__(config)
-        self.vit = ViTModel(config, add_pooling_layer=False)
-        self.classifier = FERClassificationHead(config, config.hidden_size)
+    def __init__(self, config: ViTFERConfig | None = None, **arguments):
+        super().__init__(config, **arguments)
+        self.vit = ViTModel(self.config, add_pooling_layer=False)
+        self.classifier = FERClassificationHead(self.config, self.config.hidden_size)
         self.post_init()
-        if model_name is not None:
-            load_pretrained_backbone(self, model_name)
 
     def _encode(self, pixel_values, thermal_pixel_values, output_attentions, output_hidden_states, interpolate_pos_encoding):
         name = "pixel_values"
@@ -598,16 +735,19 @@ class EarlyFusionViT(ViTFERPreTrainedModel):
     RGB and thermal images combined at the input of one ViT encoder: stacked along the channels and read by a widened
     patch embedding (`fusion_type="concat"`), or summed element-wise (`fusion_type="add"`). Both modalities are
     required.
+
+    Built from a config, or with the original implementation's keywords (see [`ViTFERPreTrainedModel`]):
+    `EarlyFusionViT(model_name=..., num_classes=7, fusion_type="concat", freeze_backbone=False, dropout_rate=0.1)`.
     """
 
     config: EarlyFusionViTConfig
     config_class = EarlyFusionViTConfig
     base_model_prefix = "vit"
 
-    def __init__(self, config: EarlyFusionViTConfig):
-        super().__init__(config)
-        self.vit = ViTModel(config, add_pooling_layer=False)
-        self.classifier = FERClassificationHead(config, config.hidden_size)
+    def __init__(self, config: EarlyFusionViTConfig | None = None, **arguments):
+        super().__init__(config, **arguments)
+        self.vit = ViTModel(self.config, add_pooling_layer=False)
+        self.classifier = FERClassificationHead(self.config, self.config.hidden_size)
         self.post_init()
 
     def fuse_inputs(self, pixel_values: torch.Tensor, thermal_pixel_values: torch.Tensor) -> torch.Tensor:
@@ -656,6 +796,12 @@ class TwoStreamFERModel(ViTFERPreTrainedModel):
     def _feature_shape(self) -> tuple[int, ...]:
         return (2, self.config.hidden_size)
 
+    def _select_attentions(self, outputs: FERClassifierOutput, layer_idx: int):
+        return tuple(
+            None if attentions is None else attentions[layer_idx]
+            for attentions in (outputs.attentions, outputs.thermal_attentions)
+        )
+
     def _check_modalities(self, pixel_values: torch.Tensor | None, thermal_pixel_values: torch.Tensor | None) -> None:
         if pixel_values is None and thermal_pixel_values is None:
             raise ValueError(
@@ -683,24 +829,30 @@ class LateFusionViT(TwoStreamFERModel):
 
     Either modality may be missing at inference (`pixel_values=None` or `thermal_pixel_values=None`): the model then
     predicts from the one present, which `modality_dropout` trains it for.
+
+    Built from a config, or with the original implementation's keywords (see [`ViTFERPreTrainedModel`]):
+    `LateFusionViT(model_name=..., fusion_type="attention", fusion_layer="prediction", num_classes=7)`.
     """
 
     config: LateFusionViTConfig
     config_class = LateFusionViTConfig
 
-    def __init__(self, config: LateFusionViTConfig):
-        super().__init__(config)
+    def __init__(self, config: LateFusionViTConfig | None = None, **arguments):
+        super().__init__(config, **arguments)
+        config = self.config
         self.rgb_vit = ViTModel(config, add_pooling_layer=False)
         self.thermal_vit = None if config.share_encoder else ViTModel(config, add_pooling_layer=False)
 
         self.fusion = None
         if config.fusion_layer == "feature":
             if config.fusion_type == "attention":
-                self.fusion = ModalityAttentionFusion(config)
+                self.fusion = ScoredFeatureFusion(config)
             head_size = 2 * config.hidden_size if config.fusion_type == "concat" else config.hidden_size
             self.classifier = FERClassificationHead(config, head_size)
         else:
-            if config.prediction_fusion == "weighted":
+            if config.fusion_type == "attention":
+                self.fusion = LearnedLogitFusion(config)
+            elif config.prediction_fusion == "weighted":
                 self.fusion = WeightedPredictionFusion()
             self.rgb_classifier = FERClassificationHead(config, config.hidden_size)
             self.thermal_classifier = FERClassificationHead(config, config.hidden_size)
@@ -751,12 +903,14 @@ class LateFusionViT(TwoStreamFERModel):
 
         rgb_logits = self.rgb_classifier(features[:, 0])
         thermal_logits = self.thermal_classifier(features[:, 1])
+        outputs = {"rgb_logits": rgb_logits, "thermal_logits": thermal_logits}
+        if self.config.fusion_type == "attention":
+            return self.fusion(rgb_logits, thermal_logits, present), outputs
         if self.config.prediction_fusion == "weighted":
             weights = self.fusion(present)
         else:
             weights = present.to(features.dtype) / present.sum(dim=1, keepdim=True)
         logits = fuse_predictions(torch.stack([rgb_logits, thermal_logits], dim=1), weights, self.config)
-        outputs = {"rgb_logits": rgb_logits, "thermal_logits": thermal_logits}
         if self.config.prediction_fusion == "weighted":
             outputs["modality_weights"] = weights
         return logits, outputs
@@ -801,8 +955,9 @@ class MidFusionViT(TwoStreamFERModel):
     config: MidFusionViTConfig
     config_class = MidFusionViTConfig
 
-    def __init__(self, config: MidFusionViTConfig):
-        super().__init__(config)
+    def __init__(self, config: MidFusionViTConfig | None = None, **arguments):
+        super().__init__(config, **arguments)
+        config = self.config
         fusion_type, fusion_layer = config.fusion_type, config.fusion_layer
         num_fused_layers = config.num_hidden_layers - fusion_layer
         self.rgb_vit = ViTModel(config, add_pooling_layer=False)
@@ -1046,7 +1201,10 @@ def backbone_config(config_class: type[_FERConfigBase], model_name: str | PathLi
             f"{', '.join(missing)}."
         )
     backbone = {field: getattr(source, field) for field in _BACKBONE_FIELDS if field not in kwargs}
-    return config_class(**backbone, **kwargs)
+    config = config_class(**backbone, **{"model_name": str(model_name), **kwargs})
+    # Where the weights come from, as after `from_pretrained` (the Trainer and the model card read it).
+    config._name_or_path = str(model_name)
+    return config
 
 
 def widen_patch_embedding(weight: torch.Tensor, rgb_num_channels: int, thermal_num_channels: int) -> torch.Tensor:

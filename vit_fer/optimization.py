@@ -22,7 +22,7 @@ classifiers and fusion modules).
 import re
 
 from torch import nn
-from torch.optim import AdamW
+from torch.optim import SGD, AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import get_cosine_schedule_with_warmup
 
@@ -31,6 +31,7 @@ HEAD_UNIT = "head"
 # ViT's learned tokens and position table are not weights to shrink towards zero (as in the original ViT/BEiT).
 _NO_DECAY_NAMES = frozenset({"cls_token", "mask_token", "position_embeddings"})
 _LAYER_PATTERN = re.compile(r"layers\.(\d+)\.")
+OPTIMIZER_TYPES = ("adamw", "sgd")
 
 
 def parameter_units(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]]]:
@@ -128,15 +129,19 @@ def get_parameter_groups(
 def get_optimizer_and_scheduler(
     model: nn.Module,
     learning_rate: float = 5e-5,
+    weight_decay: float = 0.01,
     warmup_steps: int = 1000,
     num_training_steps: int = 10000,
-    weight_decay: float = 0.01,
+    optimizer_type: str = "adamw",
     backbone_lr_multiplier: float = 0.1,
     layer_lr_decay: float = 1.0,
     adam_betas: tuple[float, float] = (0.9, 0.999),
     adam_epsilon: float = 1e-8,
-) -> tuple[AdamW, LambdaLR]:
-    """AdamW over [`get_parameter_groups`] and transformers' cosine schedule with linear warmup.
+) -> tuple[Optimizer, LambdaLR]:
+    """AdamW (or SGD) over [`get_parameter_groups`] and transformers' cosine schedule with linear warmup.
+
+    The first six arguments are the original implementation's, in its order, so positional calls written against it
+    mean the same here.
 
     Pass the pair to `Trainer(optimizers=(optimizer, scheduler))`; the Trainer steps the scheduler once per
     optimizer step, so `warmup_steps` and `num_training_steps` count optimizer steps.
@@ -144,9 +149,11 @@ def get_optimizer_and_scheduler(
     Args:
         model: a vit-fer model (see [`parameter_units`]).
         learning_rate: peak learning rate of the head.
+        weight_decay: weight decay of weight matrices (not of biases, norms, tokens, position embeddings); decoupled
+            for AdamW, L2 for SGD.
         warmup_steps: steps of linear warmup from 0 to the peak rates.
         num_training_steps: total optimizer steps; the rates reach 0 at the end of the cosine.
-        weight_decay: decoupled weight decay of weight matrices (not of biases, norms, tokens, position embeddings).
+        optimizer_type: `"adamw"`, or `"sgd"` (Nesterov momentum 0.9, as in the original implementation).
         backbone_lr_multiplier: the encoders' peak rate as a fraction of `learning_rate`.
         layer_lr_decay: layer-wise learning-rate decay of the encoders; 1.0 disables it.
         adam_betas: AdamW's `betas`.
@@ -161,7 +168,12 @@ def get_optimizer_and_scheduler(
         raise ValueError(
             f"`warmup_steps` must be in [0, num_training_steps={num_training_steps}], got {warmup_steps}."
         )
+    if not isinstance(optimizer_type, str) or optimizer_type.lower() not in OPTIMIZER_TYPES:
+        raise ValueError(f"`optimizer_type` must be one of {OPTIMIZER_TYPES}, got {optimizer_type!r}.")
     groups = get_parameter_groups(model, learning_rate, weight_decay, backbone_lr_multiplier, layer_lr_decay)
-    optimizer = AdamW(groups, lr=learning_rate, betas=adam_betas, eps=adam_epsilon)
+    if optimizer_type.lower() == "adamw":
+        optimizer = AdamW(groups, lr=learning_rate, betas=adam_betas, eps=adam_epsilon)
+    else:
+        optimizer = SGD(groups, lr=learning_rate, momentum=0.9, nesterov=True)
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, num_training_steps)
     return optimizer, scheduler
