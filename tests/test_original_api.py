@@ -6,15 +6,8 @@ import torch
 from tiny_models import TINY_VIT, make_inputs
 from transformers import ViTModel
 
-from vit_fer import (
-    EarlyFusionViT,
-    EarlyFusionViTConfig,
-    LateFusionViT,
-    LateFusionViTConfig,
-    ViTFERConfig,
-    ViTForFER,
-    get_optimizer_and_scheduler,
-)
+from vit_fer import EarlyFusionViT, EarlyFusionViTConfig, LateFusionViT, LateFusionViTConfig, ViTFERConfig, ViTForFER
+from vit_fer.optimization import get_optimizer_and_scheduler
 
 
 def tiny(**arguments):

@@ -3,14 +3,12 @@ vit_fer, through both AutoModel and AutoModelForImageClassification, with identi
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 from safetensors.torch import save_file
-from tiny_models import MID_VARIANTS, VARIANTS, make_inputs, write_tiny_vit
+from tiny_models import MID_VARIANTS, VARIANTS, make_inputs, run_without_vit_fer, write_tiny_vit
 
 from vit_fer import create_multimodal_vit_model
 
@@ -67,17 +65,7 @@ def test_saved_folder_loads_without_vit_fer(variant, tmp_path):
     with torch.no_grad():
         expected = model(**inputs).logits
 
-    environment = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    completed = subprocess.run(
-        [sys.executable, "-c", LOADER, str(folder), str(tmp_path / "inputs.safetensors")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,  # not the repository root, so the vit_fer folder is not importable by path either
-        env={key: value for key, value in environment.items() if key != "PYTHONPATH"},
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result = run_without_vit_fer(LOADER, folder, tmp_path / "inputs.safetensors", tmp_path=tmp_path)
     for loaded in result.values():
         assert loaded["class"] == name
         assert not loaded["module"].startswith("vit_fer")  # the copied file, not our package

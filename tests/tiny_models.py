@@ -71,3 +71,24 @@ def tiny_training_arguments(output_dir: Path, **overrides) -> TrainingArguments:
         disable_tqdm=True,
     )
     return TrainingArguments(output_dir=str(output_dir), **{**defaults, **overrides})
+
+
+def run_without_vit_fer(script: str, *arguments, tmp_path: Path) -> dict:
+    """Runs `script` (which sets `sys.modules["vit_fer"] = None`, as a Hub user has no vit_fer) in a fresh Python
+    outside the repository, offline, with its own remote-code cache; returns the JSON of its last output line."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run(
+        [sys.executable, "-c", script, *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # not the repository root, so the vit_fer folder is not importable by path either
+        env={key: value for key, value in environment.items() if key != "PYTHONPATH"},
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])

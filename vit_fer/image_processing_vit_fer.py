@@ -53,6 +53,19 @@ ImageLike = Union[PIL.Image.Image, np.ndarray, "torch.Tensor"]
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
+DEFAULT_INPUT_NAMES = {"rgb": "pixel_values", "thermal": "thermal_pixel_values"}
+"""Model argument fed by each modality in the fusion models — also the key under which the image processor returns
+that modality."""
+
+
+def input_names_for_config(config: Any) -> dict[str, str]:
+    """
+    Which model argument each modality feeds: a single-modality `ViTFERConfig` reads its modality as
+    `pixel_values`; the fusion models read RGB as `pixel_values` and thermal as `thermal_pixel_values`.
+    """
+    modality = getattr(config, "modality", None)
+    return {modality: "pixel_values"} if modality is not None else dict(DEFAULT_INPUT_NAMES)
+
 
 class ViTFERImageProcessorKwargs(ImagesKwargs, total=False):
     """Keyword arguments of [`ViTFERImageProcessor`] beyond the standard image ones."""

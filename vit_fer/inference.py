@@ -1,10 +1,14 @@
-"""Prediction: a transformers pipeline (`"fer-classification"`) over RGB, thermal or RGB + thermal inputs.
+"""Prediction: the `"fer-classification"` pipeline over RGB, thermal or RGB + thermal inputs.
+
+[`FERPipeline`] is the pipeline that travels with every saved model (`pipeline_vit_fer.FERClassificationPipeline`,
+which `pipeline(model=..., trust_remote_code=True)` builds without vit_fer) plus explanation maps.
 
 ```python
 >>> from vit_fer.inference import load_fer_pipeline
 >>> classifier = load_fer_pipeline("path/to/model")
 >>> classifier({"rgb": "face.jpg", "thermal": "face.png"}, top_k=3)
-{'predictions': [{'label': 'happy', 'score': 0.91}, ...], 'modality_weights': {'rgb': 0.7, 'thermal': 0.3}}
+{'predictions': [{'label': 'happy', 'score': 0.91}, ...], 'modalities': ['rgb', 'thermal'],
+ 'modality_weights': {'rgb': 0.7, 'thermal': 0.3}}
 ```
 
 `modality_weights` appears for late-fusion models that weigh the modalities (attention feature fusion, weighted
@@ -15,50 +19,31 @@ calibrated).
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import PIL.Image
 import torch
-from transformers import AutoModelForImageClassification, Pipeline, pipeline
+from transformers import AutoModelForImageClassification, pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .data import MODALITIES, BadSample, find_child_dir, pair_files, report_bad_samples, scan_modality_folder
+from .data import BadSample, find_child_dir, pair_files, report_bad_samples, scan_modality_folder
 from .explain import METHODS as EXPLANATION_METHODS
 from .explain import explain as explain_model
 from .explain import resize_map
-from .thermal import load_image
-from .transforms import DEFAULT_INPUT_NAMES, input_names_for_config
+from .pipeline_vit_fer import TASK, FERClassificationPipeline
 
 
-TASK = "fer-classification"
-
-
-class FERPipeline(Pipeline):
+class FERPipeline(FERClassificationPipeline):
     """
-    Facial expression recognition from an RGB image, a thermal image, or a registered pair.
+    The FER pipeline ([`~pipeline_vit_fer.FERClassificationPipeline`]: inputs and results) with explanations.
 
-    Inputs: a dict `{"rgb": image, "thermal": image}` (either key may be left out when the model can do without
-    it), or a bare image for a single-modality model; or a list of those. An image is a file path, a PIL image or
-    an array (thermal formats as `ViTFERImageProcessor` reads them).
-
-    Returns, per input, `{"predictions": [{"label", "score"}, ...top_k], "modality_weights": {"rgb", "thermal"}}`
-    (the weights only for models that produce them). Scores are the calibrated probabilities
-    `softmax(logits / config.calibration_temperature)`.
-
-    With `explain=True`, also `"explanation": {"method", "label", "shared", "maps": {modality: array}}`: per modality
-    given (`shared`: one encoder read both, so both maps are the same map), a
-    float32 `(height, width)` map in [0, 1] at that image's own size, explaining `label` (`explain_label`, by default
-    the predicted class) by `explain_method` (`"grad_cam"`, the default, or `"attention_rollout"`; see
+    With `explain=True`, each result also has `"explanation": {"method", "label", "shared", "maps": {modality:
+    array}}`: per modality given (`shared`: one encoder read both, so both maps are the same map), a float32
+    `(height, width)` map in [0, 1] at that image's own size, explaining `label` (`explain_label`, by default the
+    predicted class) by `explain_method` (`"grad_cam"`, the default, or `"attention_rollout"`; see
     `vit_fer.explain`).
     """
-
-    _load_processor = False
-    _load_image_processor = True
-    _load_feature_extractor = False
-    _load_tokenizer = False
 
     def _sanitize_parameters(
         self,
@@ -67,11 +52,7 @@ class FERPipeline(Pipeline):
         explain_method: str | None = None,
         explain_label: str | None = None,
     ):
-        postprocess_params, forward_params = {}, {}
-        if top_k is not None:
-            if top_k < 1:
-                raise ValueError(f"`top_k` must be a positive integer, got {top_k}.")
-            postprocess_params["top_k"] = top_k
+        preprocess_params, forward_params, postprocess_params = super()._sanitize_parameters(top_k=top_k)
         if (explain_method is not None or explain_label is not None) and not explain:
             raise ValueError("`explain_method` and `explain_label` need `explain=True`.")
         if explain:
@@ -82,85 +63,32 @@ class FERPipeline(Pipeline):
                     f"`explain_label` must be one of {sorted(self.model.config.label2id)}, got {explain_label!r}."
                 )
             forward_params["explain"] = {"method": explain_method or "grad_cam", "target": explain_label}
-        return {}, forward_params, postprocess_params
+        return preprocess_params, forward_params, postprocess_params
 
-    def _pair(self, inputs: Any) -> dict[str, Any]:
-        names = input_names_for_config(self.model.config)
-        if not isinstance(inputs, Mapping):
-            if len(names) != 1:
-                raise ValueError(
-                    f"This {type(self.model).__name__} reads {sorted(names)}: pass {{'rgb': ..., 'thermal': ...}}."
-                )
-            return {next(iter(names)): inputs}
-        pair = {modality: value for modality, value in inputs.items() if value is not None}
-        unknown = set(pair) - set(names)
-        if unknown or not pair:
-            raise ValueError(
-                f"This {type(self.model).__name__} reads {sorted(names)}, got {sorted(pair) or 'no image'}."
-            )
-        return pair
-
-    def preprocess(self, inputs: Any) -> dict[str, torch.Tensor]:
-        pair = self._pair(inputs)
-        names = input_names_for_config(self.model.config)
-        images = {modality: load_image(value, modality) for modality, value in pair.items()}
-        try:
-            features = self.image_processor(
-                images=images.get("rgb"), thermal_images=images.get("thermal"), return_tensors="pt"
-            )
-        except (ValueError, TypeError) as error:
-            files = ", ".join(str(value) for value in pair.values() if isinstance(value, (str, os.PathLike)))
-            raise ValueError(f"{files}: {error}" if files else str(error)) from error
-        model_inputs = {names[modality]: features[DEFAULT_INPUT_NAMES[modality]].to(self.dtype) for modality in pair}
-        # Explanation maps go back to each image's own size.
-        model_inputs["image_sizes"] = {modality: _image_size(image) for modality, image in images.items()}
-        return model_inputs
-
-    def _forward(self, model_inputs: dict[str, Any], explain: dict | None = None) -> dict[str, Any]:
-        image_sizes = model_inputs.pop("image_sizes")
+    def _forward(self, inputs: dict[str, Any], explain: dict | None = None) -> dict[str, Any]:
         if explain is None:
-            outputs = self.model(**model_inputs)
-            return {"logits": outputs.logits, "modality_weights": getattr(outputs, "modality_weights", None)}
-        explanation = explain_model(self.model, **model_inputs, **explain)
+            return super()._forward(inputs)
+        explanation = explain_model(self.model, **inputs["model_inputs"], **explain)
         return {
             "logits": explanation.logits,
             "modality_weights": explanation.modality_weights,
+            "modalities": inputs["modalities"],
             "explanation": explanation,
-            "image_sizes": image_sizes,
+            "image_sizes": inputs["image_sizes"],
         }
 
-    def postprocess(self, model_outputs: dict[str, torch.Tensor | None], top_k: int = 3) -> dict[str, Any]:
-        # Prediction-fusion logits are log-probabilities: the softmax gives them back unchanged (at temperature 1).
-        temperature = getattr(self.model.config, "calibration_temperature", 1.0)
-        probabilities = (model_outputs["logits"][0].float() / temperature).softmax(dim=-1)
-        scores, indices = probabilities.topk(min(top_k, probabilities.numel()))
-        id2label = self.model.config.id2label
-        result = {
-            "predictions": [
-                {"label": id2label[int(index)], "score": float(score)}
-                for score, index in zip(scores, indices, strict=True)
-            ]
-        }
-        weights = model_outputs["modality_weights"]
-        if weights is not None:
-            result["modality_weights"] = dict(zip(MODALITIES, weights[0].float().tolist(), strict=True))
+    def postprocess(self, model_outputs: dict[str, Any], top_k: int = 3) -> dict[str, Any]:
+        result = super().postprocess(model_outputs, top_k=top_k)
         explanation = model_outputs.get("explanation")
         if explanation is not None:
             sizes = model_outputs["image_sizes"]
             result["explanation"] = {
                 "method": explanation.method,
-                "label": id2label[int(explanation.target[0])],
+                "label": self.model.config.id2label[int(explanation.target[0])],
                 "shared": explanation.shared,
                 "maps": {m: resize_map(heat[0].cpu().numpy(), sizes[m]) for m, heat in explanation.maps.items()},
             }
         return result
-
-
-def _image_size(image: Any) -> tuple[int, int]:
-    """(height, width) of a decoded image: a PIL image or an array with the rows first."""
-    if isinstance(image, PIL.Image.Image):
-        return image.height, image.width
-    return tuple(np.asarray(image).shape[:2])
 
 
 PIPELINE_REGISTRY.register_pipeline(

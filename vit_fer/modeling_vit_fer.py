@@ -28,8 +28,10 @@ configuration file.
 """
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from os import PathLike
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -376,6 +378,8 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
     config: _FERConfigBase
     base_model_prefix = ""
     _no_split_modules = ["ViTEmbeddings", "ViTLayer"]
+    # Whether a model of RGB + thermal pairs can predict from one of the two alone (the FER pipeline reads it).
+    accepts_missing_modality: ClassVar[bool] = False
 
     def _init_weights(self, module: nn.Module) -> None:
         # `transformers.initialization` helpers skip tensors already loaded from a checkpoint; in-place writes
@@ -495,6 +499,25 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
             loaded.freeze_backbone()
         return model
 
+    def _refuse_one_image_pipeline(self) -> None:
+        """Raises, saying how to call the model, when transformers' image-classification pipeline (which feeds one
+        image) runs a model of RGB + thermal pairs: it would fail on every call, or (late fusion) silently predict
+        from RGB alone. Called only when a modality is missing; the pipeline is found among the callers, since
+        neither the inputs nor the loading tell it apart from a direct call."""
+        if torch.compiler.is_compiling():
+            return
+        from transformers.pipelines.image_classification import ImageClassificationPipeline
+
+        frame = sys._getframe(1)
+        while frame is not None:
+            if isinstance(frame.f_locals.get("self"), ImageClassificationPipeline):
+                from .pipeline_vit_fer import how_to_call  # travels with this file (see `save_pretrained`)
+
+                raise ValueError(
+                    f"The 'image-classification' pipeline passes one image. {how_to_call(type(self).__name__)}"
+                )
+            frame = frame.f_back
+
     def get_input_embeddings(self) -> nn.Module:
         """The patch embedding of the encoder reading `pixel_values` (the model's main input), as
         `ViTForImageClassification` returns it. Multi-encoder models follow transformers' dual encoders (CLIP's
@@ -541,6 +564,11 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
             auto_map = dict(getattr(self.config, "auto_map", None) or {})
             auto_map.update({"AutoModel": name, "AutoModelForImageClassification": name})
             self.config.auto_map = auto_map
+            # The FER pipeline travels too: `pipeline(model=folder, trust_remote_code=True)` builds it from the copy
+            # of its file that transformers saves beside this one (a relative import of this file).
+            from .pipeline_vit_fer import custom_pipelines_entry
+
+            self.config.custom_pipelines = custom_pipelines_entry()
         super().save_pretrained(save_directory, *args, **kwargs)
 
     # -- forward -------------------------------------------------------------------------------------------------
@@ -759,6 +787,7 @@ class EarlyFusionViT(ViTFERPreTrainedModel):
     def _encode(self, pixel_values, thermal_pixel_values, output_attentions, output_hidden_states, interpolate_pos_encoding):
         for name, value in (("pixel_values", pixel_values), ("thermal_pixel_values", thermal_pixel_values)):
             if value is None:
+                self._refuse_one_image_pipeline()
                 raise ValueError(
                     f"EarlyFusionViT needs both modalities: `{name}` is missing. "
                     "Use LateFusionViT to predict from one modality when the other is absent."
@@ -789,6 +818,8 @@ class TwoStreamFERModel(ViTFERPreTrainedModel):
     """Base class of the models with one ViT stream per modality ([`LateFusionViT`], [`MidFusionViT`]): `rgb_vit`
     and `thermal_vit` (`None` with `share_encoder=True`: `rgb_vit` reads both), either modality optional."""
 
+    accepts_missing_modality = True
+
     def encoder_for(self, modality: str) -> ViTModel:
         """The encoder that reads `modality` ("rgb" or "thermal")."""
         return self.thermal_vit if modality == "thermal" and self.thermal_vit is not None else self.rgb_vit
@@ -807,6 +838,8 @@ class TwoStreamFERModel(ViTFERPreTrainedModel):
             raise ValueError(
                 f"{type(self).__name__} needs `pixel_values` (RGB), `thermal_pixel_values`, or both; got neither."
             )
+        if pixel_values is None or thermal_pixel_values is None:
+            self._refuse_one_image_pipeline()
         check_finite = self.config.check_inputs_finite
         if pixel_values is not None:
             check_pixel_values("pixel_values", pixel_values, self.config.num_channels, check_finite=check_finite)

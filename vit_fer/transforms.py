@@ -16,22 +16,8 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .image_processing_vit_fer import ViTFERImageProcessor
+from .image_processing_vit_fer import DEFAULT_INPUT_NAMES, ViTFERImageProcessor, input_names_for_config
 from .thermal import load_image
-
-
-DEFAULT_INPUT_NAMES = {"rgb": "pixel_values", "thermal": "thermal_pixel_values"}
-"""Model argument fed by each modality in the fusion models — also the key under which the image processor returns
-that modality."""
-
-
-def input_names_for_config(config: Any) -> dict[str, str]:
-    """
-    Which model argument each modality feeds: a single-modality `ViTFERConfig` reads its modality as
-    `pixel_values`; the fusion models read RGB as `pixel_values` and thermal as `thermal_pixel_values`.
-    """
-    modality = getattr(config, "modality", None)
-    return {modality: "pixel_values"} if modality is not None else dict(DEFAULT_INPUT_NAMES)
 
 
 @dataclass(frozen=True)
