@@ -6,14 +6,24 @@ import torch
 from tiny_models import TINY_VIT, make_inputs
 from transformers import ViTModel
 
-from vit_fer import EarlyFusionViT, EarlyFusionViTConfig, LateFusionViT, LateFusionViTConfig, ViTFERConfig, ViTForFER
+from vit_fer import (
+    EarlyFusionViT,
+    EarlyFusionViTConfig,
+    LateFusionViT,
+    LateFusionViTConfig,
+    MidFusionViT,
+    ViTFERConfig,
+    ViTForFER,
+)
 from vit_fer.optimization import get_optimizer_and_scheduler
 
 
-def tiny(**arguments):
-    """The original's keyword arguments on a random tiny encoder (`model_name=None`)."""
+def tiny(model_class=None, **arguments):
+    """The original's keyword arguments on a random tiny encoder (`model_name=None`); mid fusion at the middle of the
+    2-layer tiny ViT."""
     torch.manual_seed(0)
-    return {"model_name": None, **TINY_VIT, **arguments}
+    mid = {"fusion_layer": 1} if model_class is MidFusionViT else {}
+    return {"model_name": None, **TINY_VIT, **mid, **arguments}
 
 
 ALL = [
@@ -22,6 +32,7 @@ ALL = [
     (EarlyFusionViT, {"fusion_type": "add"}),
     (LateFusionViT, {"fusion_type": "attention", "fusion_layer": "feature"}),
     (LateFusionViT, {"fusion_type": "attention", "fusion_layer": "prediction"}),
+    (MidFusionViT, {"fusion_type": "bottleneck", "fusion_layer": 1}),
 ]
 
 
@@ -77,16 +88,18 @@ def test_helpers_of_the_original_on_every_architecture(model_class, arguments):
     assert model.config._attn_implementation == "sdpa"
 
     features = model.get_features(**inputs)
-    torch.testing.assert_close(features, model.extract_features(**inputs))
+    assert not features.requires_grad
+    torch.testing.assert_close(model(encoder_features=features).logits, model(**inputs).logits)
 
     attention = model.get_attention_weights(**inputs)
     assert model.config._attn_implementation == "sdpa"  # switched to eager for the call only
     tokens = (TINY_VIT["image_size"] // TINY_VIT["patch_size"]) ** 2 + 1
     shape = (2, TINY_VIT["num_attention_heads"], tokens, tokens)
-    maps = attention if isinstance(model, LateFusionViT) else (attention,)
+    maps = attention if hasattr(model, "encoder_for") else (attention,)  # two streams: (rgb, thermal)
     for last_layer in maps:
-        assert last_layer.shape == shape
-        torch.testing.assert_close(last_layer.sum(-1), torch.ones(shape[:-1]))
+        # Mid fusion's bottleneck tokens join the sequence: (batch, heads, tokens + bottleneck, ...).
+        assert last_layer.shape[:2] == shape[:2] and last_layer.shape[2] >= tokens
+        torch.testing.assert_close(last_layer.sum(-1), torch.ones(last_layer.shape[:-1]))
     model.set_attn_implementation("eager")
     eager = model(**inputs, output_attentions=True)
     torch.testing.assert_close(maps[0], eager.attentions[-1])
@@ -134,19 +147,20 @@ def test_gradient_checkpointing_from_the_constructor(model_class, arguments):
     assert model.backbone_modules()[0].layers[0].mlp.fc1.weight.grad is not None
 
 
-@pytest.mark.parametrize("model_class", [ViTForFER, EarlyFusionViT, LateFusionViT])
+@pytest.mark.parametrize("model_class", [ViTForFER, EarlyFusionViT, LateFusionViT, MidFusionViT])
 def test_unknown_keywords_are_refused(model_class):
     with pytest.raises(ValueError, match=r"has no field \['use_gradient_checkpoint'\]"):
-        model_class(**tiny(), use_gradient_checkpoint=True)
+        model_class(**tiny(model_class), use_gradient_checkpoint=True)
     with pytest.raises(ValueError, match="Pass either `config` or the keyword arguments"):
-        model_class(model_class.config_class(**TINY_VIT), dropout_rate=0.2)
+        fields = {key: value for key, value in tiny(model_class).items() if key != "model_name"}
+        model_class(model_class.config_class(**fields), dropout_rate=0.2)
 
 
-@pytest.mark.parametrize("model_class", [ViTForFER, EarlyFusionViT, LateFusionViT])
+@pytest.mark.parametrize("model_class", [ViTForFER, EarlyFusionViT, LateFusionViT, MidFusionViT])
 def test_model_name_none_means_random_encoders(model_class, monkeypatch):
     # Nothing is downloaded (the Hub is unreachable here and HF_HUB_OFFLINE is set): the encoders are built from the
     # given shape.
-    model = model_class(**tiny())
+    model = model_class(**tiny(model_class))
     assert model.config.model_name is None
     assert model.config.hidden_size == TINY_VIT["hidden_size"]
     assert model.backbone_modules()[0].embeddings.patch_embeddings.projection.kernel_size == (8, 8)

@@ -217,6 +217,38 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_convert_original_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="The .pth state dict the original implementation saved.")
+    parser.add_argument("output_dir", type=Path, help="Folder to write the vit-fer model to (new or empty).")
+    parser.add_argument("--mode", choices=("rgb", "thermal", "combined"), default="rgb", help="The original's mode.")
+    parser.add_argument(
+        "--fusion_strategy", choices=("early", "late"), default="early", help="The original's fusion strategy."
+    )
+    parser.add_argument("--fusion_type", choices=("concat", "add", "attention"), help="The original's fusion_type.")
+    parser.add_argument("--fusion_layer", choices=("feature", "prediction"), help="Late fusion: the original's layer.")
+    parser.add_argument(
+        "--model_name",
+        default="google/vit-base-patch16-224-in21k",
+        help="The ViT checkpoint the original was built on (its encoder shape is read from it, not its weights).",
+    )
+
+
+def _run_convert_original(args: argparse.Namespace) -> int:
+    from .convert_original import convert_original_checkpoint
+
+    convert_original_checkpoint(
+        args.checkpoint,
+        args.output_dir,
+        mode=args.mode,
+        fusion_strategy=args.fusion_strategy if args.mode == "combined" else "early",
+        fusion_type=args.fusion_type,
+        fusion_layer=args.fusion_layer,
+        model_name=args.model_name,
+    )
+    print(f"Converted {args.checkpoint} into {args.output_dir}")
+    return 0
+
+
 register_command(
     Command(
         "synthesize",
@@ -265,6 +297,14 @@ register_command(
     )
 )
 register_command(Command("card", CARD_HELP, add_card_arguments, run_card_command))
+register_command(
+    Command(
+        "convert-original",
+        "Convert a state dict saved by the original implementation into a vit-fer model folder.",
+        _add_convert_original_arguments,
+        _run_convert_original,
+    )
+)
 register_command(Command("publish", PUBLISH_HELP, add_publish_arguments, run_publish_command))
 
 

@@ -633,12 +633,14 @@ class ViTFERPreTrainedModel(ViTPreTrainedModel):
 
     # -- the original implementation's helpers --------------------------------------------------------------------
 
+    @torch.no_grad()
     def get_features(
         self, pixel_values: torch.Tensor | None = None, thermal_pixel_values: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The original implementation's name for [`~ViTFERPreTrainedModel.extract_features`]: the encoders' final
-        [CLS] features, without gradients."""
-        return self.extract_features(pixel_values, thermal_pixel_values)
+        """The original implementation's `get_features`: the encoders' final [CLS] features, without gradients —
+        what the head classifies (`forward(encoder_features=...)`), shaped as
+        [`~ViTFERPreTrainedModel.extract_features`] returns them."""
+        return self._encode(pixel_values, thermal_pixel_values, None, None, None)[0]
 
     @torch.no_grad()
     def get_attention_weights(
