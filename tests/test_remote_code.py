@@ -3,6 +3,8 @@ vit_fer, through both AutoModel and AutoModelForImageClassification, with identi
 
 import json
 import os
+import subprocess
+import sys
 import textwrap
 
 import pytest

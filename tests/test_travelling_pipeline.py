@@ -12,7 +12,8 @@ import pytest
 from tiny_models import run_without_vit_fer
 from transformers import pipeline
 
-from vit_fer.inference import load_fer_pipeline
+from vit_fer.inference import FERPipeline, load_fer_pipeline
+from vit_fer.pipeline_vit_fer import FERClassificationPipeline
 
 
 HUB_USER = textwrap.dedent(
@@ -63,8 +64,11 @@ def test_pipeline_travels_with_the_model(variant, saved_fer_model, face_files, t
     assert result["class"].endswith("pipeline_vit_fer.FERClassificationPipeline")
     assert not result["class"].startswith("vit_fer")  # the copy saved beside the model, not our package
 
-    # Same predictions as vit_fer's own pipeline: the travelling file is the one vit_fer uses.
-    expected = load_fer_pipeline(folder)(face_files[0], thermal_images=face_files[1], top_k=2)
+    # Same predictions as vit_fer's own pipeline (the travelling class plus explanations), which vit_fer users get
+    # although the folder names its own copy.
+    ours = load_fer_pipeline(folder)
+    assert isinstance(ours, FERPipeline) and isinstance(ours, FERClassificationPipeline)
+    expected = ours(face_files[0], thermal_images=face_files[1], top_k=2)
     assert expected["modalities"] == ["rgb", "thermal"]
     for key in ("keyword", "dict"):
         assert [p["label"] for p in result[key]["predictions"]] == [p["label"] for p in expected["predictions"]]

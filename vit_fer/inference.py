@@ -113,7 +113,11 @@ def load_fer_pipeline(
     """
     check_model_reference(model)
     try:
-        return pipeline(TASK, model=str(model), device=device, trust_remote_code=trust_remote_code)
+        # The saved folder names its own copy of the pipeline (`custom_pipelines`), which transformers would prefer;
+        # this one adds the explanations.
+        return pipeline(
+            TASK, model=str(model), device=device, trust_remote_code=trust_remote_code, pipeline_class=FERPipeline
+        )
     except OSError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--model {model}: no such folder here, and no loadable Hub model of that id ({reason})") from error
