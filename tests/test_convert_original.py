@@ -128,20 +128,20 @@ def test_conversion_refuses_what_it_cannot_reproduce(tiny_vit_dir, tmp_path, cap
     torch.save(original_state_dict(OriginalEarlyFusion("concat"), tmp_path), tmp_path / "early.pth")
     # The wrong architecture: the tensors do not fit.
     assert main(["convert-original", str(tmp_path / "early.pth"), str(tmp_path / "out"), "--mode", "combined",
-                 "--fusion_strategy", "late", "--model_name", str(tiny_vit_dir)]) == 1
+                 "--fusion_strategy", "late", "--model_name", str(tiny_vit_dir)]) == 2
     assert "has no `rgb_vit.*` tensors" in capsys.readouterr().err
     # The original's late feature attention (multi-head attention) is not vit-fer's.
     assert main(["convert-original", str(tmp_path / "early.pth"), str(tmp_path / "out"), "--mode", "combined",
-                 "--fusion_strategy", "late", "--fusion_type", "attention", "--model_name", str(tiny_vit_dir)]) == 1
+                 "--fusion_strategy", "late", "--fusion_type", "attention", "--model_name", str(tiny_vit_dir)]) == 2
     assert "late feature 'attention' is a multi-head attention" in capsys.readouterr().err
     # Never written over.
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     assert main(["convert-original", str(tmp_path / "early.pth"), str(tmp_path / "taken"), "--mode", "combined",
-                 "--model_name", str(tiny_vit_dir)]) == 1
+                 "--model_name", str(tiny_vit_dir)]) == 2
     assert "exists and is not an empty folder" in capsys.readouterr().err
     # A pickle with code is never unpickled.
     torch.save({"model": OriginalEarlyFusion("add")}, tmp_path / "pickled.pth")
     assert main(["convert-original", str(tmp_path / "pickled.pth"), str(tmp_path / "out2"),
-                 "--model_name", str(tiny_vit_dir)]) == 1
+                 "--model_name", str(tiny_vit_dir)]) == 2
     assert "weights_only=True" in capsys.readouterr().err
