@@ -454,3 +454,12 @@ def test_thermal_only_model_reads_thermal_as_pixel_values(synthetic_dataset_dir,
     raw = load_fer_dataset(synthetic_dataset_dir)["test"][0]
     expected = tiny_image_processor(thermal_images=load_thermal_file(raw["thermal"]))["thermal_pixel_values"][0]
     torch.testing.assert_close(sample["pixel_values"], expected)
+
+
+def test_transform_on_columns_a_trainer_removed_says_what_to_do(synthetic_dataset_dir, tiny_image_processor):
+    """Splits prepared by hand (not with `with_fer_transforms`) lose their image columns to a Trainer's
+    remove_unused_columns=True; the transform's error says so and names both ways out."""
+    raw = load_fer_dataset(synthetic_dataset_dir)["train"]
+    pruned = raw.remove_columns([c for c in raw.column_names if c not in ("label",)])  # what the Trainer keeps
+    with pytest.raises(ValueError, match="with_fer_transforms.*remove_unused_columns=False"):
+        pruned.with_transform(FERTransform(tiny_image_processor))[0]

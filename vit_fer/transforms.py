@@ -188,6 +188,8 @@ class FERTransform:
         augmentation (`AugmentationConfig`, *optional*): Augmentation ranges for training.
         generator (`torch.Generator`, *optional*): Source of the augmentation draws; defaults to torch's global
             generator, which the `Trainer` seeds (and seeds per data-loader worker).
+        columns (`Mapping[str, str]`, *optional*): The column holding each modality's images; defaults to the
+            modality's name (`rgb`, `thermal`). [`with_fer_transforms`] names them after the model inputs instead.
     """
 
     def __init__(
@@ -198,9 +200,11 @@ class FERTransform:
         input_names: Mapping[str, str] | None = None,
         augmentation: AugmentationConfig | None = None,
         generator: torch.Generator | None = None,
+        columns: Mapping[str, str] | None = None,
     ):
         self.image_processor = image_processor
         self.input_names = dict(input_names or DEFAULT_INPUT_NAMES)
+        self.columns = {modality: (columns or {}).get(modality, modality) for modality in self.input_names}
         unknown = set(self.input_names) - set(DEFAULT_INPUT_NAMES)
         if unknown:
             raise ValueError(f"`input_names` keys must be modalities {tuple(DEFAULT_INPUT_NAMES)}, got {sorted(unknown)}.")
@@ -209,18 +213,21 @@ class FERTransform:
         self.generator = generator
 
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
-        missing = [modality for modality in self.input_names if modality not in batch]
+        missing = [column for column in self.columns.values() if column not in batch]
         if missing:
             raise ValueError(
                 f"The model reads {sorted(self.input_names)}, but the dataset has no {missing} column "
-                f"(columns: {sorted(batch)})."
+                f"(columns: {sorted(batch)}). A Trainer with remove_unused_columns=True drops every column that is "
+                "not a forward() argument before this transform reads it: prepare the splits with "
+                "`with_fer_transforms` (which names the image columns after the model inputs), or set "
+                "remove_unused_columns=False in TrainingArguments."
             )
         to_unit = {"rgb": self.image_processor.rgb_to_unit, "thermal": self.image_processor.thermal_to_unit}
         units: dict[str, list[np.ndarray]] = {modality: [] for modality in self.input_names}
         for index in range(len(next(iter(batch.values())))):
             sample = {}
             for modality in self.input_names:
-                value = batch[modality][index]
+                value = batch[self.columns[modality]][index]
                 if value is None:
                     raise ValueError(f"Sample {index} of the batch has no {modality} image.")
                 sample[modality] = to_unit[modality](load_image(value, modality))
@@ -246,19 +253,20 @@ def with_fer_transforms(
 ) -> datasets.DatasetDict:
     """
     The splits of `dataset` with lazy transforms: the paired training augmentation on `train`, deterministic
-    evaluation transforms on the others. Train with `remove_unused_columns=False`: the transforms read the
-    `rgb` / `thermal` / `label` columns that the `Trainer` would otherwise drop.
+    evaluation transforms on the others. They are ready for any `transformers.Trainer`, `remove_unused_columns`
+    on or off: the image columns are renamed after the model inputs they become (`rgb` → `pixel_values`,
+    `thermal` → `thermal_pixel_values` for a fusion model), so the Trainer, which keeps only the columns named like
+    `forward()`'s arguments (and `label`), keeps them for the transforms to read.
     """
-    return datasets.DatasetDict(
-        {
-            split: part.with_transform(
-                FERTransform(
-                    image_processor, train=split == "train", input_names=input_names, augmentation=augmentation
-                )
-            )
-            for split, part in dataset.items()
-        }
-    )
+    names = dict(input_names or DEFAULT_INPUT_NAMES)
+    splits = {}
+    for split, part in dataset.items():
+        renames = {modality: name for modality, name in names.items() if modality in part.column_names}
+        transform = FERTransform(
+            image_processor, train=split == "train", input_names=names, augmentation=augmentation, columns=renames
+        )
+        splits[split] = part.rename_columns(renames).with_transform(transform)
+    return datasets.DatasetDict(splits)
 
 
 class FERDataCollator:
