@@ -297,6 +297,9 @@ def test_repository_files_are_the_complete_repository(late_fusion_run, tmp_path)
     torch.save({"pickled": True}, folder / "training_args.bin")
     (folder / "checkpoint-10").mkdir()
     (folder / "checkpoint-10" / "config.json").write_text("{}")
+    # The explanation overlays the card links to travel with it.
+    (folder / "explanations").mkdir()
+    shutil.copy(folder / "confusion_matrix.png", folder / "explanations" / "0000_fear.png")
 
     files = repository_files(folder)
     assert {
@@ -312,7 +315,8 @@ def test_repository_files_are_the_complete_repository(late_fusion_run, tmp_path)
         "confusion_matrix.png",
         "learning_curves.png",
     } <= set(files)
-    assert "training_args.bin" not in files and not any("/" in name for name in files)
+    assert "training_args.bin" not in files
+    assert {name for name in files if "/" in name} == {"explanations/0000_fear.png"}  # no checkpoint files
 
     (folder / "image_processing_vit_fer.py").unlink()
     with pytest.raises(FileNotFoundError, match="image_processing_vit_fer.py"):

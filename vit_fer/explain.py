@@ -34,11 +34,11 @@ from torch import nn
 from transformers import PreTrainedConfig
 
 from .data import MODALITIES
+from .model_card import OVERLAYS_DIR
 
 
 METHODS = ("grad_cam", "attention_rollout")
 METHOD_NAMES = {"grad_cam": "Grad-CAM", "attention_rollout": "attention rollout"}
-OVERLAYS_DIR = "explanations"
 
 
 @dataclass

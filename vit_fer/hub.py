@@ -29,7 +29,7 @@ import httpx2
 from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-from .model_card import CARD_NAME, build_model_card, read_json, require_key
+from .model_card import CARD_NAME, OVERLAYS_DIR, build_model_card, read_json, require_key
 
 
 # Publishing uploads the model repository's files, never training leftovers: `training_args.bin` (a pickle),
@@ -56,6 +56,8 @@ def repository_files(output_dir: str | Path, card_required: bool = True) -> list
     required = {"config.json", "preprocessor_config.json"} | ({CARD_NAME} if card_required else set())
     required |= {f"{reference.split('.')[0]}.py" for reference in auto_map.values()}
     files = sorted(path.name for path in folder.iterdir() if path.is_file() and path.suffix in REPOSITORY_SUFFIXES)
+    # The card shows an explanation overlay from this subfolder.
+    files += sorted(f"{OVERLAYS_DIR}/{path.name}" for path in (folder / OVERLAYS_DIR).glob("*.png"))
     missing = sorted(required - set(files))
     if not any(name.endswith(".safetensors") for name in files):
         missing.append("model.safetensors")

@@ -59,6 +59,8 @@ CARD_NAME = "README.md"
 RESULTS_NAME = "all_results.json"
 RUN_CONFIG_NAME = "run_config.json"
 PLOTS = ("confusion_matrix.png", "learning_curves.png")
+OVERLAYS_DIR = "explanations"
+"""Subfolder of the explanation overlays of test samples (train.py writes them; the card shows one)."""
 
 # `all_results.json` prefixes (the Trainer's `metric_key_prefix`) and the dataset split each one scored.
 SPLITS = {"eval": "validation", "test": "test"}
@@ -403,7 +405,7 @@ def _trust_context(folder: Path, config: dict[str, Any], results: dict[str, Any]
             ],
             "has_diagram": (folder / "reliability_diagram.png").is_file(),
         }
-    overlays = sorted((folder / "explanations").glob("*.png"))
+    overlays = sorted((folder / OVERLAYS_DIR).glob("*.png"))
     robustness = None
     if (folder / "robustness.json").is_file():
         report = read_json(folder, "robustness.json")
