@@ -4,6 +4,10 @@ Each group is one dataclass: a field added to train.py's `ModelArguments` or `Da
 named by their `_argument_group_name`; a field that `FERTrainingArguments` declares and
 `transformers.TrainingArguments` lacks shows up under `STRATEGY_GROUP`; every other field of `FERTrainingArguments`
 is a `Trainer` option (some with vit-fer's defaults) and comes last, under `TRAINER_GROUP`.
+
+Every field is settable on the command line: a `tuple[float, float]` takes exactly two values (`--x 20 40`), a dict a
+JSON object. A value the parser or a dataclass refuses ends the program as argparse does (`train.py: error: ...`,
+exit status 2); [`user_errors`] does the same for the mistakes found later, before training (output folder, data).
 """
 
 import argparse

@@ -84,7 +84,10 @@ class FERTrainingArguments(TrainingArguments):
 
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Start afresh in an --output_dir holding an earlier run's checkpoints (deletes them)."},
+        metadata={
+            "help": "Start afresh in an --output_dir holding an earlier run: deletes that run's checkpoints and saved "
+            "files, nothing else; refuses the current directory or a folder holding the dataset."
+        },
     )
 
     output_dir: str | None = field(
