@@ -66,11 +66,15 @@ SWEEP_MARKERS = ("<!-- fusion-layer-sweep:start -->", "<!-- fusion-layer-sweep:e
 SWEEP_PLOT = ROOT / "benchmarks" / "results" / "fusion_layer_sweep.png"
 
 
+def run_folder(design: str, seed: int, output_dir: Path) -> Path:
+    return output_dir / f"{design.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}-seed{seed}"
+
+
 def run(design: str, seed: int, data_dir: Path, output_dir: Path) -> dict:
     """One train.py run of `design` with the demo's budget (model size, epochs, learning rate) and `seed`."""
     from train import DEMO_ARGUMENTS
 
-    run_dir = output_dir / f"{design.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}-seed{seed}"
+    run_dir = run_folder(design, seed, output_dir)
     results = run_dir / "all_results.json"
     if not results.exists():
         budget = {key: value for key, value in DEMO_ARGUMENTS.items() if key not in DESIGN_KEYS}
@@ -96,17 +100,32 @@ def table(results: dict[str, list[dict]], seeds: list[int], num_samples: int) ->
         "| --- | --- | --- | --- |",
     ]
     for design, runs in results.items():
-        cells = []
-        for metric in METRICS:
-            values = [result[metric] for result in runs]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.3f} ± {spread:.3f}")
-        lines.append(f"| {design} | " + " | ".join(cells) + " |")
+        lines.append(f"| {design}{_partial(runs, seeds)} | " + " | ".join(_summaries(runs)) + " |")
     return "\n".join(lines)
 
 
+def _summaries(runs: list[dict]) -> list[str]:
+    """Mean ± std over the runs of each metric (± – for a single run)."""
+    cells = []
+    for metric in METRICS:
+        values = [result[metric] for result in runs]
+        spread = f"{statistics.stdev(values):.3f}" if len(values) > 1 else "–"
+        cells.append(f"{statistics.mean(values):.3f} ± {spread}")
+    return cells
+
+
+def _partial(runs: list[dict], seeds: list[int]) -> str:
+    """A note naming the seeds a design has results for, when not all of them."""
+    if len(runs) == len(seeds):
+        return ""
+    done = [str(result["seed"]) for result in runs]
+    return f" (seed{'s' if len(done) > 1 else ''} {', '.join(done)} only)"
+
+
 def _cells(line: str) -> list[str]:
-    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+    """The cells of a table row, the design's without its note on seeds."""
+    cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+    return [cells[0].split(" (seed")[0], *cells[1:]]
 
 
 def merge_rows(previous: str, markdown: str) -> str:
@@ -154,11 +173,11 @@ def sweep_table(results: dict[str, list[dict]], fusion_type: str, seeds: list[in
     ]
     for layer in range(_demo_layers() + 1):
         runs = results[mid_design(fusion_type, layer)]
-        cells = []
-        for metric in METRICS:
-            values = [result[metric] for result in runs]
-            cells.append(f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}")
-        lines.append(f"| {layer} | " + " | ".join(cells) + f" | {relative_compute(fusion_type, layer):.2f}× |")
+        cells = _summaries(runs) if runs else ["not run"] * len(METRICS)
+        lines.append(
+            f"| {layer}{_partial(runs, seeds) if runs else ''} | " + " | ".join(cells)
+            + f" | {relative_compute(fusion_type, layer):.2f}× |"
+        )  # fmt: skip
     return "\n".join(lines)
 
 
@@ -169,18 +188,22 @@ def plot_sweep(results: dict[str, list[dict]], fusion_type: str, seeds: list[int
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    layers = list(range(_demo_layers() + 1))
+    all_layers = list(range(_demo_layers() + 1))
+    layers = [k for k in all_layers if results[mid_design(fusion_type, k)]]  # a layer not run yet is left out
     accuracies = [[result["test_accuracy"] for result in results[mid_design(fusion_type, k)]] for k in layers]
     means = [statistics.mean(values) for values in accuracies]
     spreads = [statistics.stdev(values) if len(values) > 1 else 0.0 for values in accuracies]
     figure, axis = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     axis.errorbar(layers, means, yerr=spreads, marker="o", capsize=4, color="tab:blue", label="test accuracy")
-    axis.set_xlabel(f"fusion_layer (0 = early fusion, {layers[-1]} = late fusion)")
-    axis.set_ylabel(f"test accuracy (mean ± std, seeds {', '.join(map(str, seeds))})", color="tab:blue")
-    axis.set_xticks(layers)
+    for layer, values in zip(layers, accuracies):
+        axis.annotate(f"n={len(values)}", (layer, statistics.mean(values)), textcoords="offset points", xytext=(6, -12),
+                      fontsize=7, color="tab:blue")  # fmt: skip
+    axis.set_xlabel(f"fusion_layer (0 = early fusion, {all_layers[-1]} = late fusion)")
+    axis.set_ylabel("test accuracy (mean ± std over n seeds)", color="tab:blue")
+    axis.set_xticks(all_layers)
     axis.set_ylim(0, 1)
     compute_axis = axis.twinx()
-    compute_axis.plot(layers, [relative_compute(fusion_type, k) for k in layers], marker="s", linestyle="--",
+    compute_axis.plot(all_layers, [relative_compute(fusion_type, k) for k in all_layers], marker="s", linestyle="--",
                       color="tab:orange", label="relative compute")  # fmt: skip
     compute_axis.set_ylabel("forward FLOPs / one encoder's", color="tab:orange")
     compute_axis.set_ylim(0, 2.6)
@@ -204,6 +227,8 @@ def main() -> None:
     parser.add_argument("--sweep", choices=MID_FUSION_TYPES,
                         help="also train this mid-fusion type at every fusion_layer, 0 to the depth, and plot it")
     parser.add_argument("--update_readme", action="store_true", help="write the tables and the plot into README.md")
+    parser.add_argument("--finished_only", action="store_true",
+                        help="train nothing: report the runs that have finished, naming the seeds of each design")
     args = parser.parse_args()
     sweep = [mid_design(args.sweep, layer) for layer in range(_demo_layers() + 1)] if args.sweep else []
     for layer, design in enumerate(sweep):
@@ -218,13 +243,16 @@ def main() -> None:
         synthesize_dataset(data_dir, num_samples=args.num_samples, seed=0, image_size=DEMO_ARGUMENTS["image_size"])
     # Seed by seed, so that every design has a first result early.
     jobs = [(design, seed) for seed in args.seeds for design in designs]
+    if args.finished_only:
+        jobs = [job for job in jobs if (run_folder(*job, args.output_dir) / "all_results.json").exists()]
     with ThreadPoolExecutor(args.jobs) as pool:
         outcomes = list(pool.map(lambda job: run(*job, data_dir, args.output_dir), jobs))
     results: dict[str, list[dict]] = {design: [] for design in designs}
-    for (design, _), outcome in zip(jobs, outcomes):
-        results[design].append(outcome)
+    for (design, seed), outcome in zip(jobs, outcomes):
+        results[design].append({**outcome, "seed": seed})
+    results = {design: runs for design, runs in results.items() if runs or design in sweep}
 
-    markdown = table({design: results[design] for design in args.designs}, args.seeds, args.num_samples)
+    markdown = table({d: results[d] for d in args.designs if d in results}, args.seeds, args.num_samples)
     (args.output_dir / "fusion_matrix.md").write_text(markdown + "\n")
     print("\n" + markdown)
     if args.update_readme:
