@@ -70,6 +70,7 @@ def test_multi_label_from_lists_of_class_names(data_dir, tmp_path):
     for key in ("eval_mAP", "eval_macro_f1", "eval_f1_happy", "test_mAP", "test_f1_angry"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert "multi_label_classification" in card.text and "mAP" in card.text
+    assert "logits.sigmoid()[0]" in card.text  # the usage example lists the expressions present
 
 
 def test_multi_label_from_a_csv_column(data_dir, tmp_path):
@@ -110,6 +111,7 @@ def test_regression_with_named_targets(data_dir, tmp_path):
     for key in ("eval_ccc_valence", "eval_ccc_arousal", "test_ccc"):
         assert -1.0 <= metrics[key] <= 1.0, key
     assert "| valence |" in card.text and "CCC (test)" in card.text
+    assert "print(dict(zip(model.config.id2label.values(), logits[0].tolist())))" in card.text
 
 
 def test_one_number_per_sample_is_regression_by_transformers_rule(data_dir, tmp_path):
