@@ -239,9 +239,16 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FER
 def check_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: FERTrainingArguments):
     """Checks every argument before anything is built or read: the model's options by building it on the meta
     device (no weights), the processor's, and the data's sources and fractions. Raises `ValueError` naming the
-    argument. Returns the model's configuration (of the design asked for, without the checkpoint's sizes)."""
+    argument. Returns the model's configuration (of the design asked for, or of a saved vit-fer model's own, without
+    the checkpoint's sizes)."""
+    # A saved vit-fer model's design is read from its config.json alone (no weights).
+    design = model_design(model_args)
+    if design.get("fusion_layer") != "prediction":
+        design.pop("prediction_fusion", None)
+    saved = {key: design[key] for key in ("mode", "fusion_strategy", "fusion_type", "fusion_layer", "prediction_fusion")
+             if key in design and getattr(model_args, key) is None}
     with torch.device("meta"):
-        config = build_model(replace(model_args, model_name_or_path=None), data_args, training_args).config
+        config = build_model(replace(model_args, model_name_or_path=None, **saved), data_args, training_args).config
     ViTFERImageProcessor(size=data_args.image_size, thermal_temperature_range=data_args.thermal_temperature_range)
     check_data_arguments(data_args)
     return config

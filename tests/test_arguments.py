@@ -122,3 +122,15 @@ def test_every_vit_fer_option_is_settable_on_the_command_line(tmp_path):
         parsed = train.parse_arguments([f"--{name}", *tokens, *COMPANIONS.get(name, []), "--output_dir", str(tmp_path)])
         values = {key: value for part in parsed for key, value in vars(part).items()}
         assert values[name] == expected, name
+
+
+@pytest.mark.parametrize("variant", ["early-concat", "late-prediction-weighted"])
+def test_a_saved_models_design_is_checked_and_names_the_folder_before_it_is_loaded(saved_fer_model, variant, capsys):
+    from vit_fer.trainer import default_output_dir
+
+    saved = str(saved_fer_model(variant))
+    config = train.check_arguments(*train.parse_arguments(["--model_name_or_path", saved]))
+    assert default_output_dir(config).name.startswith(f"{variant}-")
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--model_name_or_path", saved, "--mode", "rgb"])
+    assert stop.value.code == 2 and "Continue its training in its own architecture" in capsys.readouterr().err
