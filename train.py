@@ -39,7 +39,7 @@ from vit_fer.explain import write_test_overlays
 from vit_fer.factory import checkpoint_architecture
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 from vit_fer.hub import create_hub_repo, publish
-from vit_fer.model_card import design_name, write_model_card
+from vit_fer.model_card import SYNTHETIC_DATASET, design_name, write_model_card
 from vit_fer.inference import FERPipeline
 from vit_fer.output_dir import hold_output_dir
 from vit_fer.space import write_space
@@ -529,7 +529,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
             "data": asdict(data_args),
             "training": {**training_args.to_dict(), "push_to_hub": push_to_hub},
             "hardware": describe_hardware(training_args),
-            "dataset_name": data_args.dataset_name or data_args.dataset_dir or "synthetic RGB-thermal FER (vit-fer synthesize)",
+            "dataset_name": data_args.dataset_name or data_args.dataset_dir or SYNTHETIC_DATASET[1],
             "vit_fer_version": vit_fer.__version__,
         }
         (output_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
