@@ -6,7 +6,7 @@ import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from PIL import Image
 
-from vit_fer.calibration import calibration_scores, fit_temperature, plot_reliability_diagram
+from vit_fer.calibration import TEMPERATURE_RANGE, calibration_scores, fit_temperature, plot_reliability_diagram
 from vit_fer.configuration_vit_fer import ViTFERConfig
 from vit_fer.evaluation import load_calibration_metric
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
@@ -55,6 +55,14 @@ def test_temperature_scaling_recovers_the_overconfidence_factor():
     assert temperature == pytest.approx(3.0, rel=0.1)
     before, after = calibration_scores(overconfident, labels), calibration_scores(overconfident, labels, temperature)
     assert after["ece"] < before["ece"] / 3 and after["nll"] < before["nll"]
+
+
+def test_a_degenerate_validation_split_gives_a_bounded_temperature(caplog):
+    # Every sample wrong with a wide margin: the likelihood keeps growing as T goes to infinity (uniform scores).
+    logits = np.tile([0.0, 8.0, 0.0], (20, 1))
+    temperature = fit_temperature(logits, np.zeros(20, dtype=int))
+    assert temperature == TEMPERATURE_RANGE[1]
+    assert "outside" in caplog.text
 
 
 def test_reliability_diagram_is_written(tmp_path):

@@ -6,6 +6,7 @@ minimising the negative log-likelihood of the validation split and stored in the
 (`calibration_temperature`), so that every copy of the model — remote code included — carries it.
 """
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from .plots import plt  # matplotlib set up for files only (no display)
 
 
 RELIABILITY_DIAGRAM_NAME = "reliability_diagram.png"
+TEMPERATURE_RANGE = (0.05, 20.0)
+"""The temperatures `fit_temperature` may return."""
+
+logger = logging.getLogger(__name__)
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iterations: int = 100) -> float:
@@ -30,7 +35,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iterations: int 
         max_iterations (`int`, *optional*, defaults to 100): L-BFGS iterations on log T.
 
     Returns:
-        `float`, T > 0 (above 1 softens over-confident probabilities, below 1 sharpens).
+        `float`, T in `TEMPERATURE_RANGE` (above 1 softens over-confident probabilities, below 1 sharpens).
     """
     logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
@@ -52,7 +57,16 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iterations: int 
         return loss
 
     optimizer.step(closure)
-    return float(log_temperature.detach().exp())
+    temperature = float(log_temperature.detach().exp())
+    # A validation split the model gets wrong with margin drives T to infinity (right with margin, towards 0); a
+    # bounded T keeps the reported probabilities usable, and the warning says the split could not calibrate.
+    low, high = TEMPERATURE_RANGE
+    if not low <= temperature <= high:
+        logger.warning(
+            "The fitted temperature %.3g lies outside [%g, %g] (the validation predictions are all wrong or all right "
+            "with a margin): using the bound. Calibrate on a larger, representative held-out split.", temperature, low, high
+        )
+    return min(max(temperature, low), high)
 
 
 def calibration_scores(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> dict:
