@@ -21,7 +21,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from PIL import Image
-from transformers import AutoModelForImageClassification
+from transformers import AutoConfig, AutoModelForImageClassification
 from tiny_models import VARIANTS
 
 from vit_fer.cli import build_parser
@@ -180,10 +180,11 @@ def test_mid_fusion_card_describes_the_design(variant, design, head_input, saved
     folder = tmp_path / f"{variant}-run"
     write_run_folder(folder, saved_fer_model(variant), variant)
     text = ModelCard.load(write_model_card(folder)).text
+    head_width = AutoConfig.from_pretrained(folder).classifier_hidden_size  # hidden_size // 2, as in the original
     assert "`MidFusionViT`: mid fusion — one Vision Transformer stream per modality up to layer 1 of 2" in text
     assert design in text
     assert "| encoders (2, one per modality) |" in text
-    assert f"Linear({head_input}, 384)" in text
+    assert f"Linear({head_input}, {head_width})" in text
     assert "{{" not in text and "{%" not in text
 
 
