@@ -41,6 +41,9 @@ def test_a_tuple_takes_its_values_on_the_command_line(tmp_path):
         (["--strategy", "linear"], "`strategy` must be one of"),
         (["--validation_size", "1.5"], "--validation_size must be in [0, 1)"),
         (["--image_size", "0"], "--image_size must be a positive integer"),
+        # The config's own (@strict) validation, as one line too.
+        (["--mode", "combined", "--fusion_strategy", "mid", "--fusion_layer", "3", "--num_hidden_layers", "2"],
+         "`fusion_layer` must be an integer in [0, 2] (num_hidden_layers), got 3."),
         (["--dataset_dir", "no/such/folder"], "--dataset_dir no/such/folder does not exist"),
         (["--num_train_epochs", "many"], "invalid float value: 'many'"),
     ],

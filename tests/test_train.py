@@ -356,5 +356,5 @@ def test_integer_labels_need_label_names_which_train_py_accepts(data_dir, tmp_pa
     model_args, data_args, training_args = train.parse_arguments(
         arguments(manifest, tmp_path / "run", "--dataset_label_names", *FER_LABELS)
     )
-    dataset = train.load_data(train.build_model(model_args, data_args, training_args), data_args, training_args)
+    dataset = train.load_data(("rgb",), data_args, training_args)
     assert dataset["train"].features["label"].names == list(FER_LABELS)

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Union, get_args, get_origin, get_type_hints
 
+from huggingface_hub.errors import StrictDataclassError
 from transformers import HfArgumentParser, TrainingArguments
 
 
@@ -137,9 +138,12 @@ def user_errors(prog: str) -> Iterator[None]:
     """
     try:
         yield
-    except (ValueError, OSError) as error:
+    # A config's own validation (`@strict` dataclasses) raises huggingface_hub's StrictDataclassError, not ValueError.
+    except (ValueError, OSError, StrictDataclassError) as error:
         if _raised_in_trainer(error):
             raise
+        if isinstance(error, StrictDataclassError) and error.__cause__ is not None:
+            error = error.__cause__  # the validator's own message, without the dataclass machinery's wrapping
         lines = str(error).strip().splitlines() or [type(error).__name__]
         print(f"{prog}: error: " + "\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None
