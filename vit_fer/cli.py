@@ -68,10 +68,14 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_model_and_pair_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="Saved model folder or Hub id (with its image processor).")
     parser.add_argument("--rgb", type=Path, help="RGB image of one face.")
     parser.add_argument("--thermal", type=Path, help="Thermal image of the same face (image file or .npy in °C).")
+
+
+def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_model_and_pair_arguments(parser)
     parser.add_argument("--input_dir", type=Path, help="Folder with rgb/ and/or thermal/ images paired by name.")
     parser.add_argument("--top_k", type=_positive_int, default=3, help="Number of emotions to report.")
     parser.add_argument("--json", action="store_true", help="Print JSON instead of text.")
@@ -168,9 +172,7 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
 
 
 def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="Saved model folder or Hub id (with its image processor).")
-    parser.add_argument("--rgb", type=Path, help="RGB image of one face.")
-    parser.add_argument("--thermal", type=Path, help="Thermal image of the same face (image file or .npy in °C).")
+    _add_model_and_pair_arguments(parser)
     parser.add_argument("--output", required=True, type=Path, help="PNG file to write the overlay figure to.")
     parser.add_argument(
         "--method", choices=["grad_cam", "attention_rollout", "all"], default="all", help="Explanation method(s)."
