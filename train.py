@@ -46,6 +46,7 @@ from vit_fer.space import write_space
 from vit_fer.plots import plot_confusion_matrix, plot_learning_curves
 from vit_fer.robustness import robustness_report
 from vit_fer.data import MODALITIES
+from vit_fer.data.loading import DEFAULT_SHUFFLE_BUFFER_SIZE
 from vit_fer.data.targets import dataset_problem_type
 from vit_fer.synthetic import synthetic_benchmark
 from vit_fer.trainer import (
@@ -222,6 +223,17 @@ class DataArguments:
         metadata={"help": "Keep the first of samples sharing a file (repeated rows, a file in two splits), with a "
                   "warning and the count, instead of failing."},
     )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the data (datasets.IterableDataset): only the listing is read up front, the images as "
+            "they are used, each checked then. Needs --max_steps. See --shuffle_buffer_size."
+        },
+    )
+    shuffle_buffer_size: int = field(
+        default=DEFAULT_SHUFFLE_BUFFER_SIZE,
+        metadata={"help": "With --streaming: samples (paths, not images) in the train split's shuffle buffer."},
+    )
     synthetic_dir: str = field(default="data", metadata={"help": "Where the synthetic benchmark is generated."})
     synthetic_num_samples: int = field(default=2000, metadata={"help": "Pairs in the synthetic benchmark."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic benchmark."})
@@ -259,6 +271,13 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
         config = build_model(replace(model_args, model_name_or_path=None, **saved), data_args, training_args).config
     ViTFERImageProcessor(size=data_args.image_size, thermal_temperature_range=data_args.thermal_temperature_range)
     check_data_arguments(data_args)
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise ValueError(
+            "--streaming needs --max_steps: a streamed dataset has no length, so training is counted in steps, not "
+            f"epochs (got --max_steps {training_args.max_steps})."
+        )
+    if data_args.streaming and training_args.cache_features:
+        raise ValueError("--cache_features needs the whole dataset at once: drop it or --streaming.")
     return config
 
 
@@ -272,7 +291,7 @@ def check_data_arguments(data_args: DataArguments) -> None:
         raise ValueError(
             f"--validation_size + --test_size must be below 1, got {data_args.validation_size + data_args.test_size}."
         )
-    for name in ("image_size", "synthetic_num_samples"):
+    for name in ("image_size", "synthetic_num_samples", "shuffle_buffer_size"):
         # --image_size None means the checkpoint's resolution, known only once the model is loaded.
         if getattr(data_args, name) is not None and getattr(data_args, name) < 1:
             raise ValueError(f"--{name} must be a positive integer, got {getattr(data_args, name)}.")
@@ -395,6 +414,8 @@ def load_data(
             skip_bad_samples=data_args.skip_bad_samples,
             drop_duplicates=data_args.drop_duplicates,
             label_names=data_args.dataset_label_names,
+            streaming=data_args.streaming,
+            shuffle_buffer_size=data_args.shuffle_buffer_size,
         )
     missing = [split for split in ("train", "validation") if split not in dataset]
     if missing:
@@ -529,7 +550,10 @@ def train(model_args: ModelArguments, data_args: DataArguments, training_args: F
             stages=[stage for stage in unfreezing.stages if stage[0] > 0] if unfreezing else (),
             chance=1 / model.config.num_labels if classes else None,
         )
-        if "test" in dataset and classes:
+        if data_args.streaming:
+            logger.info("Streamed data: no test overlays or robustness report (they need random access to the test "
+                        "split); run `vit-fer explain` / `vit-fer evaluate` on the saved model.")
+        elif "test" in dataset and classes:
             # Where the model looked, and how it holds up under degraded inputs, on samples it never saw.
             classifier = FERPipeline(model=trainer.model, image_processor=image_processor)
             write_test_overlays(classifier, dataset["test"], output_dir)

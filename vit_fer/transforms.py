@@ -244,19 +244,26 @@ class FERTransform:
         return result
 
 
+# Samples a streamed split transforms at once: the tensors of one such batch are all that the transform holds.
+STREAM_TRANSFORM_BATCH_SIZE = 16
+
+
 def with_fer_transforms(
-    dataset: datasets.DatasetDict,
+    dataset: datasets.DatasetDict | datasets.IterableDatasetDict,
     image_processor: ViTFERImageProcessor,
     *,
     input_names: Mapping[str, str] | None = None,
     augmentation: AugmentationConfig | None = None,
-) -> datasets.DatasetDict:
+) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """
     The splits of `dataset` with lazy transforms: the paired training augmentation on `train`, deterministic
     evaluation transforms on the others. They are ready for any `transformers.Trainer`, `remove_unused_columns`
     on or off: the image columns are renamed after the model inputs they become (`rgb` → `pixel_values`,
     `thermal` → `thermal_pixel_values` for a fusion model), so the Trainer, which keeps only the columns named like
-    `forward()`'s arguments (and `label`), keeps them for the transforms to read.
+    `forward()`'s arguments (and `label`), keeps them for the transforms to read. Streamed splits
+    (`IterableDataset`, from `load_fer_dataset(..., streaming=True)`) get the same transforms through
+    `IterableDataset.map`, after the train split's shuffle buffer (which so holds paths, not tensors), and yield
+    only the model inputs and `labels`.
     """
     names = dict(input_names or DEFAULT_INPUT_NAMES)
     splits = {}
@@ -265,8 +272,17 @@ def with_fer_transforms(
         transform = FERTransform(
             image_processor, train=split == "train", input_names=names, augmentation=augmentation, columns=renames
         )
-        splits[split] = part.rename_columns(renames).with_transform(transform)
-    return datasets.DatasetDict(splits)
+        renamed = part.rename_columns(renames)
+        if isinstance(part, datasets.IterableDataset):
+            splits[split] = renamed.map(
+                transform,
+                batched=True,
+                batch_size=STREAM_TRANSFORM_BATCH_SIZE,
+                remove_columns=list(renamed.column_names),
+            )
+        else:
+            splits[split] = renamed.with_transform(transform)
+    return type(dataset)(splits)
 
 
 class FERDataCollator:

@@ -3,7 +3,7 @@ pairs of one size, no file in two samples."""
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 from pathlib import Path
@@ -32,6 +32,7 @@ def check_labels_and_splits(
     kept = []
     for record in records:
         files = ", ".join(str(getattr(record, m)) for m in MODALITIES if getattr(record, m) is not None)
+        files = files or str(record.where)  # a dataset row that streaming reads later
         if record.label is None:
             bad.append(BadSample("unknown label", f"{files}: no label (empty label, or not in a label folder)"))
             continue
@@ -100,27 +101,30 @@ def _image_size(value: Any, modality: str, full_decode: bool) -> tuple[int, int]
     return array.shape[1], array.shape[0]
 
 
+def probe_sample(images: Mapping[str, Any], full_decode: bool, where: str | None = None) -> BadSample | None:
+    """The problem of one sample's `{modality: image}` (unreadable, empty, not finite, wrong bit depth, transparency,
+    size mismatch across modalities), or `None`; `where` (a manifest row) prefixes the detail."""
+    sizes = {}
+    for modality, value in images.items():
+        try:
+            sizes[modality] = _image_size(value, modality, full_decode)
+        except ImageFileError as error:
+            return BadSample(error.reason, _at(where, str(error)))
+    if len(set(sizes.values())) > 1:
+        detail = ", ".join(f"{modality} {images[modality]} is {w}x{h}" for modality, (w, h) in sizes.items())
+        return BadSample("size mismatch", _at(where, detail))
+    return None
+
+
 def check_images(
     records: list[Record], modalities: Sequence[str], full_decode: bool, bad: list[BadSample]
 ) -> list[Record]:
     """The records whose images are readable (fully decoded and their values checked for their role with
     `full_decode`, headers only otherwise) and of one size across modalities; the others go to `bad`, counted by
-    reason (unreadable, empty, not finite, wrong bit depth, transparency, size mismatch)."""
+    reason (see [`probe_sample`])."""
 
     def probe(record: Record) -> BadSample | None:
-        sizes = {}
-        for modality in modalities:
-            value = getattr(record, modality)
-            try:
-                sizes[modality] = _image_size(value, modality, full_decode)
-            except ImageFileError as error:
-                return BadSample(error.reason, _at(record, str(error)))
-        if len(set(sizes.values())) > 1:
-            detail = ", ".join(
-                f"{modality} {getattr(record, modality)} is {w}x{h}" for modality, (w, h) in sizes.items()
-            )
-            return BadSample("size mismatch", _at(record, detail))
-        return None
+        return probe_sample({m: getattr(record, m) for m in modalities}, full_decode, record.where)
 
     # Decoding releases the GIL, so threads overlap the per-file work.
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1)) as pool:
@@ -129,8 +133,8 @@ def check_images(
     return [record for record, problem in zip(records, problems, strict=True) if problem is None]
 
 
-def _at(record: Record, detail: str) -> str:
-    return f"{record.where}: {detail}" if record.where else detail
+def _at(where: str | None, detail: str) -> str:
+    return f"{where}: {detail}" if where else detail
 
 
 def _describe_record(record: Record) -> str:

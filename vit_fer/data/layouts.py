@@ -47,6 +47,8 @@ class Record:
     augmented: bool = False
     # Where the sample was found when that is not its files (a manifest row), for messages.
     where: str | None = None
+    # A dataset's (split name, row index) whose images are read when the sample is streamed.
+    row: tuple[str | None, int] | None = None
 
 
 def _label_keyed(files: Mapping[str, Path], bad: list[BadSample]) -> dict[tuple[str | None, str], Path]:
@@ -245,8 +247,10 @@ def records_from_dataset(
     columns: Mapping[str, str],
     modalities: Sequence[str] | None,
     bad: list[BadSample],
+    read_images: bool = True,
 ) -> tuple[list[Record], dict[str, Any]]:
-    """Records of a `datasets` dataset, and the features its image columns get back in the result."""
+    """Records of a `datasets` dataset, and the features its image columns get back in the result. Without
+    `read_images` the records name their `row` instead of holding its images (streaming reads them later)."""
     parts = source.items() if isinstance(source, datasets.DatasetDict) else [(None, source)]
     records, image_features = [], None
     for split_name, dataset in parts:
@@ -269,14 +273,19 @@ def records_from_dataset(
                 # Undecoded: the checks read headers only, and the result decodes lazily.
                 dataset = dataset.cast_column(columns[modality], datasets.Image(decode=False))
         # `[:]` reads a whole column at once (indexing a `Column` row by row queries the table each time).
-        images = {m: dataset[columns[m]][:] for m in image_features}
         labels = dataset[columns["label"]][:]
+        images = {m: dataset[columns[m]][:] if read_images else [None] * len(labels) for m in image_features}
         subjects = (
             dataset[columns["subject"]][:] if columns["subject"] in dataset.column_names else [None] * len(labels)
         )
         for index, label in enumerate(labels):
             if isinstance(label_feature, datasets.ClassLabel):
                 label = label_name(label, label_feature.names)
+            if not read_images:
+                subject = None if subjects[index] is None else str(subjects[index])
+                where = f"row {index} of split {split_name}" if split_name else f"row {index}"
+                records.append(Record(label=label, subject=subject, split=split, where=where, row=(split_name, index)))
+                continue
             missing = [m for m in image_features if images[m][index] is None]
             if missing:
                 bad.append(

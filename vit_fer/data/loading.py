@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 
 from ..configuration_vit_fer import FER_LABELS
-from .checks import check_duplicates, check_images, check_labels_and_splits, check_target_counts
+from .checks import check_duplicates, check_images, check_labels_and_splits, check_target_counts, probe_sample
 from .files import MODALITIES, BadSample, report_bad_samples
 from .layouts import (
     LAYOUTS,
@@ -28,6 +29,10 @@ from .targets import label_stratum, parse_label_text, resolve_problem_type
 
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_SHUFFLE_BUFFER_SIZE = 1000
+# Shards of a streamed split: enough for DataLoader workers and processes to take whole shards each.
+STREAM_SHARDS = 64
 
 
 def load_fer_dataset(
@@ -49,10 +54,13 @@ def load_fer_dataset(
     skip_bad_samples: bool = False,
     verify_images: bool = True,
     drop_duplicates: bool = False,
-) -> datasets.DatasetDict:
+    streaming: bool = False,
+    shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER_SIZE,
+) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """
     Loads RGB, thermal or paired RGB + thermal FER data into a `DatasetDict` with splits train / validation /
-    test (a split is left out when it would be empty).
+    test (a split is left out when it would be empty), or with `streaming=True` an `IterableDatasetDict` of the same
+    splits whose images are read only as the samples are iterated.
 
     Args:
         path_or_dataset (`str`, `os.PathLike`, `datasets.Dataset` or `datasets.DatasetDict`):
@@ -93,9 +101,21 @@ def load_fer_dataset(
         drop_duplicates (`bool`, *optional*, defaults to `False`):
             A file in two samples (a repeated manifest row, the same file in two splits) raises `BadDataError`; with
             `True` the repeats are left out, keeping the first, with a warning and their count.
+        streaming (`bool`, *optional*, defaults to `False`):
+            Return `datasets.IterableDataset` splits. The listing (paths, labels, subjects; a dataset's label and
+            subject columns) is read and split as without streaming, so the splits hold the same samples and stay
+            subject-disjoint; the images are read, and checked as `verify_images` says, only when a sample is
+            iterated. A bad image then raises `BadDataError` naming its file, or with `skip_bad_samples` is left out
+            and counted in a warning after each pass over a shard. The train split is shuffled: its listing once
+            with `seed`, then through a buffer (see `shuffle_buffer_size`) whose draws change with
+            `IterableDataset.set_epoch` (the `Trainer` calls it every epoch). A dataset given by name is loaded with
+            `datasets.load_dataset` (memory-mapped Arrow files) and streamed from there.
+        shuffle_buffer_size (`int`, *optional*, defaults to 1000):
+            With `streaming`: samples (paths or undecoded images, not tensors) held by the train split's shuffle
+            buffer; larger mixes better and holds more memory.
 
     Returns:
-        `datasets.DatasetDict`
+        `datasets.DatasetDict`, or `datasets.IterableDatasetDict` with `streaming=True`
     """
     columns = {
         "rgb": rgb_column,
@@ -106,12 +126,15 @@ def load_fer_dataset(
     }
     if layout not in LAYOUTS:
         raise ValueError(f"`layout` must be one of {LAYOUTS}, got {layout!r}.")
+    if streaming and shuffle_buffer_size < 1:
+        raise ValueError(f"`shuffle_buffer_size` must be a positive integer, got {shuffle_buffer_size}.")
     bad: list[BadSample] = []
+    source = None
     if isinstance(path_or_dataset, (datasets.Dataset, datasets.DatasetDict)) or layout == "dataset":
         source = path_or_dataset
         if not isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
             source = datasets.load_dataset(str(source))
-        records, image_features = records_from_dataset(source, columns, modalities, bad)
+        records, image_features = records_from_dataset(source, columns, modalities, bad, read_images=not streaming)
         source_name = "the dataset"
     else:
         # Absolute paths keep the dataset usable from any working directory.
@@ -146,22 +169,47 @@ def load_fer_dataset(
     if problem_type == "regression":
         records = check_target_counts(records, bad)
     records = check_duplicates(records, list(image_features), drop_duplicates)
-    records = check_images(records, list(image_features), verify_images, bad)
+    if not streaming:  # streaming checks each sample's images when it reads them
+        records = check_images(records, list(image_features), verify_images, bad)
     report_bad_samples(bad, source_name, skip_bad_samples)
     if not records:
         raise ValueError(f"No usable samples in {source_name}.")
-    return _split_records(records, image_features, validation_size, test_size, seed, split_by_subject, problem_type)
+    indices, has_subject = _split_records(records, validation_size, test_size, seed, split_by_subject, problem_type)
+    features = _features(image_features, has_subject, problem_type, records)
+    if streaming:
+        stream = SampleStream(
+            source, {m: columns[m] for m in image_features}, verify_images, skip_bad_samples, source_name,
+            has_subject, problem_type,
+        )
+        return datasets.IterableDatasetDict(
+            {
+                split: stream.split([records[i] for i in indices[split]], split, features, seed, shuffle_buffer_size)
+                for split in SPLITS
+                if indices.get(split)
+            }
+        )
+    return datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_list(
+                [_example(records[i], _images(records[i], image_features), has_subject, problem_type)
+                 for i in indices[split]],
+                features=features,
+            )
+            for split in SPLITS
+            if indices.get(split)
+        }
+    )
 
 
 def _split_records(
     records: list[Record],
-    image_features: Mapping[str, Any],
     validation_size: float,
     test_size: float,
     seed: int,
     split_by_subject: bool | None,
     problem_type: str | None,
-) -> datasets.DatasetDict:
+) -> tuple[dict[str, list[int]], bool]:
+    """The record indices of each split, and whether the records have subject ids."""
     subjects = [r.subject for r in records]
     has_subject = any(s is not None for s in subjects)
     if has_subject and not all(s is not None for s in subjects):
@@ -210,15 +258,7 @@ def _split_records(
             logger.warning("The given splits share %d subjects between train and validation/test.", len(overlap))
     if problem_type is None:  # class labels (vector labels have no one class per sample)
         _report_missing_classes(records, indices)
-    return datasets.DatasetDict(
-        {
-            split: _dataset_from_records(
-                [records[i] for i in indices[split]], image_features, has_subject, problem_type
-            )
-            for split in SPLITS
-            if indices.get(split)
-        }
-    )
+    return indices, has_subject
 
 
 def _report_missing_classes(records: list[Record], indices: Mapping[str, Sequence[int]]) -> None:
@@ -233,18 +273,103 @@ def _report_missing_classes(records: list[Record], indices: Mapping[str, Sequenc
                                split, missing, len(indices[split]))
 
 
-def _dataset_from_records(
-    records: list[Record], image_features: Mapping[str, Any], has_subject: bool, problem_type: str | None
-) -> datasets.Dataset:
-    columns: dict[str, list] = {m: [getattr(r, m) for r in records] for m in image_features}
+def _features(
+    image_features: Mapping[str, Any], has_subject: bool, problem_type: str | None, records: Sequence[Record]
+) -> datasets.Features:
     features = dict(image_features)
     if problem_type is None:
-        columns["label"] = [FER_LABELS.index(r.label) for r in records]
         features["label"] = datasets.ClassLabel(names=list(FER_LABELS))
     else:  # one float per class (multi-hot, probabilities) or per regression target
-        columns["label"] = [r.label for r in records]
         features["label"] = datasets.List(datasets.Value("float32"), length=len(records[0].label))
     if has_subject:
-        columns["subject"] = [r.subject for r in records]
         features["subject"] = datasets.Value("string")
-    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+    return datasets.Features(features)
+
+
+def _images(record: Record, modalities: Sequence[str]) -> dict[str, Any]:
+    return {modality: getattr(record, modality) for modality in modalities}
+
+
+def _example(record: Record, images: Mapping[str, Any], has_subject: bool, problem_type: str | None) -> dict:
+    """One row of a split: its images, the label (a `FER_LABELS` index, or the vector) and the subject."""
+    example = dict(images)
+    example["label"] = FER_LABELS.index(record.label) if problem_type is None else record.label
+    if has_subject:
+        example["subject"] = record.subject
+    return example
+
+
+class SampleStream:
+    """
+    The generator of a streamed split (`IterableDataset.from_generator`): reads each sample's images (files, or the
+    row of a `datasets` dataset), checks them as the non-streaming loader does, and yields the rows that
+    `load_fer_dataset` gives without streaming. A bad sample raises `BadDataError` naming its file, or with
+    `skip_bad_samples` is left out and counted by reason in a warning at the end of its shard.
+    """
+
+    def __init__(
+        self,
+        source: datasets.Dataset | datasets.DatasetDict | None,
+        image_columns: Mapping[str, str],
+        verify_images: bool,
+        skip_bad_samples: bool,
+        source_name: str,
+        has_subject: bool,
+        problem_type: str | None,
+    ):
+        self.parts = None
+        if source is not None:  # only the image columns, undecoded: the checks and the split's features decode
+            parts = source.items() if isinstance(source, datasets.DatasetDict) else [(None, source)]
+            self.parts = {name: _undecoded(part.select_columns(list(image_columns.values()))) for name, part in parts}
+        self.image_columns = dict(image_columns)
+        self.verify_images = verify_images
+        self.skip_bad_samples = skip_bad_samples
+        self.source_name = source_name
+        self.has_subject = has_subject
+        self.problem_type = problem_type
+
+    def split(
+        self, records: list[Record], split: str, features: datasets.Features, seed: int, shuffle_buffer_size: int
+    ) -> datasets.IterableDataset:
+        """The `IterableDataset` of one split's `records`, in shards (so that DataLoader workers and processes can
+        each take whole shards); the train split shuffled (see `load_fer_dataset`)."""
+        if split == "train":  # a folder lists one class after another: no buffer would mix that
+            records = [records[i] for i in np.random.default_rng(seed).permutation(len(records))]
+        chunks = np.array_split(np.arange(len(records)), min(len(records), STREAM_SHARDS))
+        shards = [[records[i] for i in chunk] for chunk in chunks]
+        dataset = datasets.IterableDataset.from_generator(
+            self, features=features, gen_kwargs={"shards": shards}, split=datasets.NamedSplit(split)
+        )
+        return dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size) if split == "train" else dataset
+
+    def __call__(self, shards: list[list[Record]]):
+        for shard in shards:
+            bad: list[BadSample] = []
+            for record in shard:
+                images = self._read(record)
+                missing = [modality for modality, value in images.items() if value is None]
+                if missing:
+                    problem = BadSample("unpaired", f"{record.where} has no {' or '.join(missing)} image")
+                else:
+                    problem = probe_sample(images, self.verify_images, record.where)
+                if problem is not None:
+                    if not self.skip_bad_samples:
+                        report_bad_samples([problem], self.source_name)  # raises BadDataError naming the file
+                    bad.append(problem)
+                    continue
+                yield _example(record, images, self.has_subject, self.problem_type)
+            report_bad_samples(bad, f"{self.source_name} (a pass over {len(shard)} streamed samples)", True)
+
+    def _read(self, record: Record) -> dict[str, Any]:
+        if record.row is None:
+            return _images(record, list(self.image_columns))
+        name, index = record.row
+        row = self.parts[name][index]
+        return {modality: row[column] for modality, column in self.image_columns.items()}
+
+
+def _undecoded(part: datasets.Dataset) -> datasets.Dataset:
+    for column, feature in part.features.items():
+        if isinstance(feature, datasets.Image):
+            part = part.cast_column(column, datasets.Image(decode=False))
+    return part
