@@ -2,6 +2,8 @@
 indices, or class probabilities as soft labels), multi-label (multi-hot, BCE) and regression (MSE), the type
 inferred from the labels by transformers' own rule when unset, and real `Trainer` runs on each."""
 
+import numpy as np
+import PIL.Image
 import pytest
 from huggingface_hub.errors import StrictDataclassClassValidationError
 import torch
@@ -9,7 +11,8 @@ from datasets import Dataset
 from tiny_models import VARIANTS, make_inputs, tiny_training_arguments, write_tiny_vit
 from transformers import Trainer, ViTConfig, ViTForImageClassification
 
-from vit_fer import create_multimodal_vit_model
+from vit_fer import ViTFERImageProcessor, create_multimodal_vit_model
+from vit_fer.inference import load_fer_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +131,37 @@ def test_one_label_is_for_regression_only(checkpoint):
         create_multimodal_vit_model(
             model_name=checkpoint, num_classes=1, problem_type="multi_label_classification", **VARIANTS["rgb"]
         )
+
+
+@pytest.mark.parametrize(
+    "problem_type, score",
+    [
+        ("single_label_classification", lambda logits: logits.softmax(-1)),
+        ("multi_label_classification", torch.sigmoid),
+        ("regression", lambda logits: logits),
+    ],
+)
+def test_pipeline_scores_follow_the_problem_type(checkpoint, tmp_path, problem_type, score):
+    """What a multi-label user reads as each label's probability is the sigmoid, not a softmax over the labels; a
+    regression user reads the predicted values — as transformers' classification pipelines do."""
+    torch.manual_seed(0)
+    model = create_multimodal_vit_model(model_name=checkpoint, problem_type=problem_type, **VARIANTS["rgb"]).eval()
+    processor = ViTFERImageProcessor(size=model.config.image_size)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8))
+
+    classifier = load_fer_pipeline(tmp_path / "model")
+    with torch.no_grad():
+        logits = model(**processor(image, return_tensors="pt")).logits[0]
+
+    def scores(result):
+        return {prediction["label"]: prediction["score"] for prediction in result["predictions"]}
+
+    def by_label(values):
+        return {model.config.id2label[i]: float(value) for i, value in enumerate(values)}
+
+    assert scores(classifier(image, top_k=7)) == pytest.approx(by_label(score(logits)), abs=1e-5)
+    assert scores(classifier(image, top_k=7, function_to_apply="none")) == pytest.approx(by_label(logits), abs=1e-5)
+    with pytest.raises(ValueError, match="`function_to_apply` must be one of"):
+        classifier(image, function_to_apply="relu")

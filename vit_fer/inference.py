@@ -48,11 +48,14 @@ class FERPipeline(FERClassificationPipeline):
     def _sanitize_parameters(
         self,
         top_k: int | None = None,
+        function_to_apply: str | None = None,
         explain: bool | None = None,
         explain_method: str | None = None,
         explain_label: str | None = None,
     ):
-        preprocess_params, forward_params, postprocess_params = super()._sanitize_parameters(top_k=top_k)
+        preprocess_params, forward_params, postprocess_params = super()._sanitize_parameters(
+            top_k=top_k, function_to_apply=function_to_apply
+        )
         if (explain_method is not None or explain_label is not None) and not explain:
             raise ValueError("`explain_method` and `explain_label` need `explain=True`.")
         if explain:
@@ -77,8 +80,10 @@ class FERPipeline(FERClassificationPipeline):
             "image_sizes": inputs["image_sizes"],
         }
 
-    def postprocess(self, model_outputs: dict[str, Any], top_k: int = 3) -> dict[str, Any]:
-        result = super().postprocess(model_outputs, top_k=top_k)
+    def postprocess(
+        self, model_outputs: dict[str, Any], top_k: int = 3, function_to_apply: str | None = None
+    ) -> dict[str, Any]:
+        result = super().postprocess(model_outputs, top_k=top_k, function_to_apply=function_to_apply)
         explanation = model_outputs.get("explanation")
         if explanation is not None:
             sizes = model_outputs["image_sizes"]

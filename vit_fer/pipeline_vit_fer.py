@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import PIL.Image
+import torch
 from transformers import Pipeline
 from transformers.utils import logging
 
@@ -70,6 +71,12 @@ def custom_pipelines_entry() -> dict[str, dict[str, Any]]:
     }
 
 
+# What a score is, as in transformers' classification pipelines: a probability over the classes (softmax), one
+# probability per label (sigmoid: multi-label), or the model's output itself (regression targets).
+SCORE_FUNCTIONS = {"softmax": lambda x: x.softmax(dim=-1), "sigmoid": torch.sigmoid, "none": lambda x: x}
+SCORE_FUNCTION_OF_PROBLEM_TYPE = {"multi_label_classification": "sigmoid", "regression": "none"}
+
+
 class FERClassificationPipeline(Pipeline):
     """
     Facial expression recognition from an RGB image, a thermal image, or a registered pair.
@@ -82,7 +89,9 @@ class FERClassificationPipeline(Pipeline):
     Returns, per input, `{"predictions": [{"label", "score"}, ...top_k], "modalities": [...],
     "modality_weights": {"rgb", "thermal"}}`: `modalities` lists the images the prediction used; the weights come
     only from models that produce them. Scores are the calibrated probabilities
-    `softmax(logits / config.calibration_temperature)`.
+    `softmax(logits / config.calibration_temperature)` of a single-label model, each label's probability
+    `sigmoid(logits)` of a multi-label one, and the predicted values of a regression one (`config.problem_type`;
+    `function_to_apply="softmax" | "sigmoid" | "none"` overrides it, as in transformers' pipelines).
     """
 
     _load_processor = False
@@ -125,12 +134,18 @@ class FERClassificationPipeline(Pipeline):
             return [{"rgb": r, "thermal": t} for r, t in zip(rgb, thermal, strict=True)]
         return {"rgb": rgb, "thermal": thermal}
 
-    def _sanitize_parameters(self, top_k: int | None = None):
+    def _sanitize_parameters(self, top_k: int | None = None, function_to_apply: str | None = None):
         postprocess_params = {}
         if top_k is not None:
             if top_k < 1:
                 raise ValueError(f"`top_k` must be a positive integer, got {top_k}.")
             postprocess_params["top_k"] = top_k
+        if function_to_apply is not None:
+            if function_to_apply not in SCORE_FUNCTIONS:
+                raise ValueError(
+                    f"`function_to_apply` must be one of {list(SCORE_FUNCTIONS)}, got {function_to_apply!r}."
+                )
+            postprocess_params["function_to_apply"] = function_to_apply
         return {}, {}, postprocess_params
 
     def _pair(self, inputs: Any) -> dict[str, Any]:
@@ -176,11 +191,19 @@ class FERClassificationPipeline(Pipeline):
             "modalities": inputs["modalities"],
         }
 
-    def postprocess(self, model_outputs: dict[str, Any], top_k: int = 3) -> dict[str, Any]:
-        # Prediction-fusion logits are log-probabilities: the softmax gives them back unchanged (at temperature 1).
-        temperature = getattr(self.model.config, "calibration_temperature", 1.0)
-        probabilities = (model_outputs["logits"][0].float() / temperature).softmax(dim=-1)
-        scores, indices = probabilities.topk(min(top_k, probabilities.numel()))
+    def postprocess(
+        self, model_outputs: dict[str, Any], top_k: int = 3, function_to_apply: str | None = None
+    ) -> dict[str, Any]:
+        logits = model_outputs["logits"][0].float()
+        function_to_apply = function_to_apply or SCORE_FUNCTION_OF_PROBLEM_TYPE.get(
+            self.model.config.problem_type, "softmax"
+        )
+        if function_to_apply == "softmax":
+            # Prediction-fusion logits are log-probabilities: the softmax gives them back unchanged (at temperature
+            # 1). The temperature is fitted for single-label classification only, hence only here.
+            temperature = getattr(self.model.config, "calibration_temperature", 1.0)
+            logits = logits / temperature
+        scores, indices = SCORE_FUNCTIONS[function_to_apply](logits).topk(min(top_k, logits.numel()))
         id2label = self.model.config.id2label
         result = {
             "predictions": [
