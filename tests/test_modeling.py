@@ -323,6 +323,17 @@ def test_modality_dropout_keeps_every_parameter_in_the_step(checkpoint):
     torch.testing.assert_close(weights.sum(-1), torch.ones(16))
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_parameter_takes_part_in_a_training_step(checkpoint, variant):
+    """What `ddp_find_unused_parameters=False` (FERTrainingArguments' default) relies on: DDP fails on a parameter
+    that a step leaves out. Modality dropout at 0.999 drops a modality of every sample of the batch."""
+    dropout = {"modality_dropout": 0.999} if variant.startswith(("late", "mid")) else {}
+    model = build(checkpoint, variant, **dropout).train()
+    torch.manual_seed(0)
+    model(**make_inputs(model, batch_size=2)).loss.backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
+
+
 def test_modality_dropout_is_inactive_at_inference(checkpoint):
     model = build(checkpoint, "late-attention", modality_dropout=0.9).eval()
     inputs = make_inputs(model, with_labels=False)

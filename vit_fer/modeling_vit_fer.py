@@ -233,10 +233,20 @@ class ScoredFeatureFusion(nn.Module):
 
 def drop_modalities(present: torch.Tensor, probability: float) -> torch.Tensor:
     """Modality dropout: each sample of `present` ((batch, 2) bool, [RGB, thermal]) that has both modalities loses
-    one of them, chosen with equal chance, with probability `probability`."""
+    one of them, chosen with equal chance, with probability `probability`.
+
+    In a distributed run (`torch.distributed` initialised) each process draws the masks of the whole global batch
+    and keeps its own share. The `Trainer` seeds every process alike, so the processes would otherwise drop the same
+    modality at the same batch positions; this way N processes with batches of b samples drop exactly what one
+    process with batches of N × b does."""
     batch_size = present.shape[0]
-    drop = (torch.rand(batch_size, device=present.device) < probability) & present.all(dim=1)
-    dropped_modality = torch.randint(0, 2, (batch_size,), device=present.device)
+    shard, num_shards = 0, 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        shard, num_shards = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    share = slice(shard * batch_size, (shard + 1) * batch_size)
+    global_size = batch_size * num_shards
+    drop = (torch.rand(global_size, device=present.device)[share] < probability) & present.all(dim=1)
+    dropped_modality = torch.randint(0, 2, (global_size,), device=present.device)[share]
     dropped = nn.functional.one_hot(dropped_modality, 2).bool() & drop.unsqueeze(1)
     return present & ~dropped
 

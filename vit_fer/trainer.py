@@ -116,6 +116,14 @@ class FERTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep the image columns that the lazy transforms read."}
     )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={
+            "help": "DDP's search for parameters a step did not use. Off: every trainable parameter of a vit-fer "
+            "model takes part in every step (modality dropout masks, progressive unfreezing zeroes gradients), so "
+            "the search would only cost an extra pass over the autograd graph per step."
+        },
+    )
 
     def __post_init__(self):
         # The Trainer would name an unset output_dir "trainer_output"; train.py names it after the model instead.
