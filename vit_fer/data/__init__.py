@@ -15,7 +15,8 @@ Supported sources (`layout=`):
 
 The result has columns `rgb` and/or `thermal` (file paths for the file layouts, the dataset's own image values
 otherwise; a column exists only for a modality the data has), `label` (a `ClassLabel` of `FER_LABELS`) and, when
-known, `subject`. Images are decoded lazily by the transforms of `vit_fer.transforms`.
+known, `subject`. Images are decoded lazily by the transforms of `vit_fer.transforms`. With `streaming=True` the
+splits are `datasets.IterableDataset`s of the same rows, whose images are read and checked only as they are iterated.
 """
 
 from .files import (
