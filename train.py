@@ -35,6 +35,7 @@ from vit_fer import (
 )
 from vit_fer.arguments import FERArgumentParser, user_errors
 from vit_fer.calibration import calibrate_after_training
+from vit_fer.cross_validation import check_cross_validation_arguments, parse_num_folds, run_cross_validation
 from vit_fer.explain import write_test_overlays
 from vit_fer.factory import checkpoint_architecture
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
@@ -45,7 +46,7 @@ from vit_fer.output_dir import hold_output_dir
 from vit_fer.space import write_space
 from vit_fer.plots import plot_confusion_matrix, plot_learning_curves
 from vit_fer.robustness import robustness_report
-from vit_fer.data import MODALITIES
+from vit_fer.data import MODALITIES, load_fer_folds
 from vit_fer.data.loading import DEFAULT_SHUFFLE_BUFFER_SIZE
 from vit_fer.data.targets import dataset_problem_type
 from vit_fer.synthetic import synthetic_benchmark
@@ -207,6 +208,16 @@ class DataArguments:
     )
     validation_size: float = field(default=0.1, metadata={"help": "Validation fraction when the data has none."})
     test_size: float = field(default=0.1, metadata={"help": "Test fraction when the data has none."})
+    cross_validation: str | None = field(
+        default=None,
+        metadata={
+            "help": "Cross-validate: K (e.g. 5) subject-grouped folds, stratified by label where whole subjects allow "
+            "(image-level with a warning when the data has no subject ids), or 'loso' (leave one subject out). Each "
+            "fold is tested once, trained with the same settings and seed, in OUTPUT_DIR/fold-N; OUTPUT_DIR gets "
+            "cv_results.json, README.md and cv_results.png (mean ± std). The folds replace the data's own split and "
+            "--test_size; validation is carved from the other folds (--validation_size)."
+        },
+    )
     dataset_label_names: list[str] | None = field(
         default=None,
         metadata={"help": "Names of the dataset's integer labels, in index order (e.g. angry disgust fear happy neutral sad surprised)."},
@@ -278,6 +289,10 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
         )
     if data_args.streaming and training_args.cache_features:
         raise ValueError("--cache_features needs the whole dataset at once: drop it or --streaming.")
+    if data_args.cross_validation is not None:
+        if data_args.streaming:
+            raise ValueError("--cross_validation needs the whole listing at once to make its folds: drop --streaming.")
+        check_cross_validation_arguments(data_args.cross_validation, training_args)
     return config
 
 
@@ -393,29 +408,34 @@ def load_data(
     problem_type: str | None = None,
 ):
     """The train / validation / test splits with `modalities`, the labels read for `problem_type` (see
-    `vit_fer.data.targets`)."""
+    `vit_fer.data.targets`); with `--cross_validation`, those of each fold."""
     # Synthetic images are generated at the model's input size when known (224 otherwise; the processor resizes).
     source = data_args.dataset_name or data_args.dataset_dir or synthetic_benchmark(
         data_args.synthetic_dir, data_args.synthetic_num_samples, data_args.synthetic_seed, data_args.image_size or 224
     )
+    options = dict(
+        layout="dataset" if data_args.dataset_name else "auto",
+        rgb_column=data_args.rgb_column,
+        thermal_column=data_args.thermal_column,
+        label_column=data_args.label_column,
+        subject_column=data_args.subject_column,
+        modalities=modalities,
+        problem_type=problem_type,
+        validation_size=data_args.validation_size,
+        seed=training_args.seed,
+        skip_bad_samples=data_args.skip_bad_samples,
+        drop_duplicates=data_args.drop_duplicates,
+        label_names=data_args.dataset_label_names,
+    )
     with training_args.main_process_first(desc="dataset loading"):
+        if data_args.cross_validation is not None:
+            return load_fer_folds(source, num_folds=parse_num_folds(data_args.cross_validation), **options)
         dataset = load_fer_dataset(
             source,
-            layout="dataset" if data_args.dataset_name else "auto",
-            rgb_column=data_args.rgb_column,
-            thermal_column=data_args.thermal_column,
-            label_column=data_args.label_column,
-            subject_column=data_args.subject_column,
-            modalities=modalities,
-            problem_type=problem_type,
-            validation_size=data_args.validation_size,
             test_size=data_args.test_size,
-            seed=training_args.seed,
-            skip_bad_samples=data_args.skip_bad_samples,
-            drop_duplicates=data_args.drop_duplicates,
-            label_names=data_args.dataset_label_names,
             streaming=data_args.streaming,
             shuffle_buffer_size=data_args.shuffle_buffer_size,
+            **options,
         )
     missing = [split for split in ("train", "validation") if split not in dataset]
     if missing:
@@ -437,17 +457,31 @@ def label_task(dataset, model_args: ModelArguments, data_args: DataArguments) ->
     return problem_type, dict(enumerate(names))
 
 
-def train(model_args: ModelArguments, data_args: DataArguments, training_args: FERTrainingArguments) -> dict:
+def setup_logging(training_args: FERTrainingArguments) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(logging.WARNING if training_args.should_log else logging.ERROR)
     # transformers' own bars ("Writing model shards" at every checkpoint, "Loading weights"): the run has its own.
     transformers.utils.logging.disable_progress_bar()
+
+
+def modalities_of(model_args: ModelArguments) -> tuple[str, ...]:
+    mode = model_design(model_args).get("mode", "rgb")
+    return MODALITIES if mode == "combined" else (mode,)
+
+
+def train(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: FERTrainingArguments,
+    dataset: datasets.DatasetDict | None = None,
+) -> dict:
+    """Trains, evaluates and saves one model, on `dataset` (a cross-validation's fold) or the data's splits."""
+    setup_logging(training_args)
     set_seed(training_args.seed)
 
     # The data first: the labels decide the model's problem type and head.
-    mode = model_design(model_args).get("mode", "rgb")
-    modalities = MODALITIES if mode == "combined" else (mode,)
-    dataset = load_data(modalities, data_args, training_args, model_args.problem_type)
+    if dataset is None:
+        dataset = load_data(modalities_of(model_args), data_args, training_args, model_args.problem_type)
     problem_type, id2label = label_task(dataset, model_args, data_args)
     if problem_type == "regression" and training_args.metric_for_best_model == "macro_f1":
         training_args.metric_for_best_model = "ccc"  # the default's counterpart (greater is better for both)
@@ -604,6 +638,16 @@ def main(argv: list[str] | None = None) -> dict:
         config = check_arguments(model_args, data_args, training_args)
         if not training_args.output_dir_given:
             training_args.output_dir = str(default_output_dir(config))
+        if data_args.cross_validation is not None:
+            setup_logging(training_args)
+            folds = load_data(modalities_of(model_args), data_args, training_args, model_args.problem_type)
+            return run_cross_validation(
+                folds,
+                lambda fold, fold_args: train(model_args, data_args, fold_args, fold),
+                training_args,
+                num_folds=parse_num_folds(data_args.cross_validation),
+                protected=data_sources(data_args),
+            )
         with hold_output_dir(training_args, protected=data_sources(data_args)):
             return train(model_args, data_args, training_args)
 

@@ -58,6 +58,9 @@ ARCHITECTURE_TEMPLATES = {
 CARD_NAME = "README.md"
 RESULTS_NAME = "all_results.json"
 RUN_CONFIG_NAME = "run_config.json"
+CROSS_VALIDATION_NAME = "cross_validation.json"
+"""A cross-validated run's fold folder records here which fold it is and, once every fold ran, the mean ± std of
+the folds' test scores (see `vit_fer.cross_validation`)."""
 PLOTS = ("confusion_matrix.png", "learning_curves.png")
 OVERLAYS_DIR = "explanations"
 """Subfolder of the explanation overlays of test samples (train.py writes them; the card shows one)."""
@@ -434,6 +437,25 @@ def _trust_context(folder: Path, config: dict[str, Any], results: dict[str, Any]
     }
 
 
+def _cross_validation(folder: Path, metrics: tuple) -> dict[str, Any] | None:
+    """What the card says about the cross-validation the model is a fold of (`None` outside one)."""
+    record = _read_optional(folder, CROSS_VALIDATION_NAME)
+    if record is None:
+        return None
+    summary = record.get("summary", {})
+    return {
+        "scheme": record["scheme"],
+        "fold": record["fold"],
+        "num_folds": record["num_folds"],
+        "test_subjects": ", ".join(record["test_subjects"]) if record.get("test_subjects") else None,
+        "rows": [
+            (name, f"{summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}")
+            for key, name, *_ in metrics
+            if key in summary
+        ],
+    }
+
+
 def _environment() -> jinja2.Environment:
     if not (TEMPLATE_DIR / LAYOUT_TEMPLATE).is_file():
         raise FileNotFoundError(f"Model card templates not found in {TEMPLATE_DIR}; reinstall vit-fer.")
@@ -520,6 +542,7 @@ def card_context(
             }
             for split in splits
         ],
+        "cross_validation": _cross_validation(folder, metrics),
         "has_confusion_matrix": (folder / PLOTS[0]).is_file(),
         "has_learning_curves": (folder / PLOTS[1]).is_file(),
         **_trust_context(folder, config, results),

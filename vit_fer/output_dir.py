@@ -45,6 +45,10 @@ RUN_FILES = (
     "confusion_matrix.png",
     "learning_curves.png",
     "reliability_diagram.png",
+    # A cross-validation's summary (in the run's folder) and each fold's record (in the fold's).
+    "cv_results.json",
+    "cv_results.png",
+    "cross_validation.json",
 )
 """Names of the files a training run writes into its output folder, besides `checkpoint-*` folders, weight shards
 (`model-00001-of-00002.safetensors`) and the code files listed in the saved `auto_map`."""

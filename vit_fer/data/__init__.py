@@ -31,8 +31,8 @@ from .files import (
     scan_modality_folder,
 )
 from .layouts import LAYOUTS, MANIFEST_NAMES
-from .loading import load_fer_dataset
-from .splits import SPLITS, split_indices
+from .loading import load_fer_dataset, load_fer_folds
+from .splits import LOSO, SPLITS, check_subject_disjoint, fold_indices, split_indices
 
 
 __all__ = [
@@ -40,12 +40,16 @@ __all__ = [
     "LAYOUTS",
     "MANIFEST_NAMES",
     "MODALITIES",
+    "LOSO",
     "SPLITS",
     "BadDataError",
     "BadSample",
     "canonical_label",
+    "check_subject_disjoint",
     "find_child_dir",
+    "fold_indices",
     "load_fer_dataset",
+    "load_fer_folds",
     "pair_files",
     "report_bad_samples",
     "scan_modality_folder",

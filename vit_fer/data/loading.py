@@ -1,5 +1,7 @@
 """`load_fer_dataset`: reads a source, checks its samples, splits them, and builds the `DatasetDict`."""
 
+import dataclasses
+import inspect
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -24,7 +26,7 @@ from .layouts import (
     records_from_dataset,
     resolve_modalities,
 )
-from .splits import SPLITS, split_indices
+from .splits import LOSO, SPLITS, check_subject_disjoint, fold_indices, split_indices
 from .targets import label_stratum, parse_label_text, resolve_problem_type
 
 
@@ -33,6 +35,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_SHUFFLE_BUFFER_SIZE = 1000
 # Shards of a streamed split: enough for DataLoader workers and processes to take whole shards each.
 STREAM_SHARDS = 64
+READING_ARGUMENTS = (
+    "layout", "rgb_column", "thermal_column", "label_column", "subject_column", "split_column", "modalities",
+    "label_names", "problem_type", "skip_bad_samples", "verify_images", "drop_duplicates", "streaming",
+)  # fmt: skip
+"""The arguments of [`load_fer_dataset`] that say how a source is read (the others, how it is split and served)."""
 
 
 def load_fer_dataset(
@@ -117,17 +124,121 @@ def load_fer_dataset(
     Returns:
         `datasets.DatasetDict`, or `datasets.IterableDatasetDict` with `streaming=True`
     """
-    columns = {
-        "rgb": rgb_column,
-        "thermal": thermal_column,
-        "label": label_column,
-        "subject": subject_column,
-        "split": split_column,
-    }
-    if layout not in LAYOUTS:
-        raise ValueError(f"`layout` must be one of {LAYOUTS}, got {layout!r}.")
+    reading = {name: value for name, value in locals().items() if name in READING_ARGUMENTS}
     if streaming and shuffle_buffer_size < 1:
         raise ValueError(f"`shuffle_buffer_size` must be a positive integer, got {shuffle_buffer_size}.")
+    records, image_features, problem_type, source, source_name = _read_records(path_or_dataset, reading)
+    given = f"The splits {source_name} gives (its {split_column!r} column or split folders)"
+    indices, has_subject = _split_records(
+        records, validation_size, test_size, seed, split_by_subject, problem_type, given
+    )
+    if streaming:
+        features = _features(image_features, has_subject, problem_type, records)
+        columns = {modality: reading[f"{modality}_column"] for modality in image_features}
+        stream = SampleStream(
+            source, columns, verify_images, skip_bad_samples, source_name, has_subject, problem_type,
+        )
+        return datasets.IterableDatasetDict(
+            {
+                split: stream.split([records[i] for i in indices[split]], split, features, seed, shuffle_buffer_size)
+                for split in SPLITS
+                if indices.get(split)
+            }
+        )
+    return _dataset_dict(records, indices, image_features, has_subject, problem_type)
+
+
+def load_fer_folds(
+    path_or_dataset: str | os.PathLike | datasets.Dataset | datasets.DatasetDict,
+    *,
+    num_folds: int | str = 5,
+    validation_size: float = 0.1,
+    seed: int = 42,
+    **options,
+) -> list[datasets.DatasetDict]:
+    """
+    Loads FER data as [`load_fer_dataset`] does (same sources, checks and arguments), split into the folds of a
+    cross-validation: one `DatasetDict` per fold, whose `test` split is that fold and whose `validation` split
+    (`validation_size` of the data) is carved, by subject, from the other folds, the rest being `train`.
+
+    Folds are subject-grouped when the data has subject ids (no person in two folds, nor in two splits of a fold)
+    and stratified by label as far as whole subjects allow (see `vit_fer.data.splits.fold_indices`). Without subject
+    ids, k-fold falls back to image-level stratified folds with a logged warning, and leave-one-subject-out is an
+    error. A split the data gives (a `split` column, split folders) is set aside, with a logged warning: each
+    sample is tested once, in its fold.
+
+    Args:
+        num_folds (`int` or `"loso"`, *optional*, defaults to 5):
+            The number of folds (at least 2, at most the number of subjects), or `"loso"`: leave one subject out,
+            one fold per subject.
+        validation_size (`float`, *optional*, defaults to 0.1):
+            Fraction of the data for each fold's validation split.
+        seed (`int`, *optional*, defaults to 42):
+            Seed of the folds and of the validation splits.
+        options:
+            The other arguments of [`load_fer_dataset`] that say how the data is read: `layout`, the column names,
+            `modalities`, `label_names`, `problem_type`, `skip_bad_samples`, `verify_images`, `drop_duplicates`
+            (not `streaming`: every fold is built from the whole listing).
+
+    Returns:
+        `list[datasets.DatasetDict]`: the folds in order, each with splits train / validation / test (validation
+        left out when `validation_size` is 0).
+    """
+    unknown = sorted(set(options) - (set(READING_ARGUMENTS) - {"streaming"}))
+    if unknown:
+        raise TypeError(f"load_fer_folds() got unexpected keyword arguments {unknown}.")
+    defaults = inspect.signature(load_fer_dataset).parameters
+    reading = {name: options.get(name, defaults[name].default) for name in READING_ARGUMENTS}
+    records, image_features, problem_type, _, source_name = _read_records(path_or_dataset, reading)
+    subject_column = reading["subject_column"]
+    has_subject = any(record.subject is not None for record in records)
+    if num_folds == LOSO and not has_subject:
+        raise ValueError(
+            f"Leave-one-subject-out cross-validation (num_folds={LOSO!r}, train.py --cross_validation {LOSO}) needs "
+            f"a subject id for every sample, in the column {subject_column!r} (subject_column) of a manifest or "
+            f"dataset; {source_name} has none. Add the subject ids, or use k-fold cross-validation (e.g. 5 folds)."
+        )
+    if not has_subject:
+        logger.warning(
+            "%s has no subject ids (column %r): the %s folds are image-level, stratified by label, so the same person "
+            "can be in training and test, which inflates the scores. Add subject ids for subject-disjoint folds.",
+            source_name, subject_column, num_folds,
+        )  # fmt: skip
+    if any(record.split is not None for record in records):
+        logger.warning("%s gives its own splits: they are set aside, each fold's test part replaces the test split.",
+                       source_name)  # fmt: skip
+    # Augmented copies never decide a fold: they follow their original into training, or are left out.
+    primary = [index for index, record in enumerate(records) if not record.augmented]
+    folds = fold_indices(
+        [label_stratum(records[index].label, problem_type) for index in primary],
+        groups=[records[index].subject for index in primary] if has_subject else None,
+        num_folds=num_folds,
+        seed=seed,
+    )
+    datasets_by_fold = []
+    for number, members in enumerate(folds, start=1):
+        tested = {primary[index] for index in members}
+        fold_records = [
+            dataclasses.replace(record, split="test" if index in tested else "train")
+            for index, record in enumerate(records)
+        ]
+        logger.info("Fold %d of %d: %d test samples.", number, len(folds), len(tested))
+        indices, _ = _split_records(fold_records, validation_size, 0.0, seed, None, problem_type, f"Fold {number}")
+        datasets_by_fold.append(_dataset_dict(fold_records, indices, image_features, has_subject, problem_type))
+    return datasets_by_fold
+
+
+def _read_records(
+    path_or_dataset: str | os.PathLike | datasets.Dataset | datasets.DatasetDict, reading: Mapping[str, Any]
+) -> tuple[list[Record], dict[str, Any], str | None, Any, str]:
+    """The checked records of a source read with `reading` ([`READING_ARGUMENTS`] of [`load_fer_dataset`]), the
+    features of its image columns, its problem type (`None`: class labels), the dataset it came from (`None` for
+    files) and its name for messages."""
+    columns = {key: reading[f"{key}_column"] for key in ("rgb", "thermal", "label", "subject", "split")}
+    layout, modalities, label_names = reading["layout"], reading["modalities"], reading["label_names"]
+    problem_type, streaming = reading["problem_type"], reading["streaming"]
+    if layout not in LAYOUTS:
+        raise ValueError(f"`layout` must be one of {LAYOUTS}, got {layout!r}.")
     bad: list[BadSample] = []
     source = None
     if isinstance(path_or_dataset, (datasets.Dataset, datasets.DatasetDict)) or layout == "dataset":
@@ -168,26 +279,23 @@ def load_fer_dataset(
     records = check_labels_and_splits(records, bad, label_names, problem_type)
     if problem_type == "regression":
         records = check_target_counts(records, bad)
-    records = check_duplicates(records, list(image_features), drop_duplicates)
+    records = check_duplicates(records, list(image_features), reading["drop_duplicates"])
     if not streaming:  # streaming checks each sample's images when it reads them
-        records = check_images(records, list(image_features), verify_images, bad)
-    report_bad_samples(bad, source_name, skip_bad_samples)
+        records = check_images(records, list(image_features), reading["verify_images"], bad)
+    report_bad_samples(bad, source_name, reading["skip_bad_samples"])
     if not records:
         raise ValueError(f"No usable samples in {source_name}.")
-    indices, has_subject = _split_records(records, validation_size, test_size, seed, split_by_subject, problem_type)
+    return records, image_features, problem_type, source, source_name
+
+
+def _dataset_dict(
+    records: list[Record],
+    indices: Mapping[str, Sequence[int]],
+    image_features: Mapping[str, Any],
+    has_subject: bool,
+    problem_type: str | None,
+) -> datasets.DatasetDict:
     features = _features(image_features, has_subject, problem_type, records)
-    if streaming:
-        stream = SampleStream(
-            source, {m: columns[m] for m in image_features}, verify_images, skip_bad_samples, source_name,
-            has_subject, problem_type,
-        )
-        return datasets.IterableDatasetDict(
-            {
-                split: stream.split([records[i] for i in indices[split]], split, features, seed, shuffle_buffer_size)
-                for split in SPLITS
-                if indices.get(split)
-            }
-        )
     return datasets.DatasetDict(
         {
             split: datasets.Dataset.from_list(
@@ -208,8 +316,11 @@ def _split_records(
     seed: int,
     split_by_subject: bool | None,
     problem_type: str | None,
+    given_splits: str,
 ) -> tuple[dict[str, list[int]], bool]:
-    """The record indices of each split, and whether the records have subject ids."""
+    """The record indices of each split — their given splits (`given_splits` names them in messages), the missing
+    ones carved from train, by subject when `split_by_subject` (default: when subject ids exist) — and whether the
+    records have subject ids."""
     subjects = [r.subject for r in records]
     has_subject = any(s is not None for s in subjects)
     if has_subject and not all(s is not None for s in subjects):
@@ -251,11 +362,12 @@ def _split_records(
         )
     indices.setdefault("train", []).extend(sorted(set(copies) - set(leaking)))
 
-    if by_subject and given[0] is not None:
-        train_subjects = {records[i].subject for i in indices.get("train", [])}
-        overlap = train_subjects & held_out_subjects
-        if overlap:
-            logger.warning("The given splits share %d subjects between train and validation/test.", len(overlap))
+    if by_subject:
+        # Whatever decided them (the data's own splits, a fold, vit-fer's split): no person in two splits.
+        check_subject_disjoint(
+            {split: [records[i].subject for i in members] for split, members in indices.items()},
+            given_splits if given[0] is not None else "The split",
+        )
     if problem_type is None:  # class labels (vector labels have no one class per sample)
         _report_missing_classes(records, indices)
     return indices, has_subject
