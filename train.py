@@ -42,6 +42,7 @@ from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 from vit_fer.hub import create_hub_repo, publish
 from vit_fer.model_card import SYNTHETIC_DATASET, design_name, write_model_card
 from vit_fer.inference import FERPipeline
+from vit_fer.lora import apply_lora, count_trainable_parameters, lora_target_names, merge_lora, save_adapter
 from vit_fer.output_dir import hold_output_dir
 from vit_fer.space import write_space
 from vit_fer.plots import plot_confusion_matrix, plot_learning_curves
@@ -279,7 +280,9 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
     saved = {key: design[key] for key in ("mode", "fusion_strategy", "fusion_type", "fusion_layer", "prediction_fusion")
              if key in design and getattr(model_args, key) is None}
     with torch.device("meta"):
-        config = build_model(replace(model_args, model_name_or_path=None, **saved), data_args, training_args).config
+        model = build_model(replace(model_args, model_name_or_path=None, **saved), data_args, training_args)
+    if training_args.strategy == "lora":
+        lora_target_names(model, training_args.lora_target_modules)
     ViTFERImageProcessor(size=data_args.image_size, thermal_temperature_range=data_args.thermal_temperature_range)
     check_data_arguments(data_args)
     if data_args.streaming and training_args.max_steps <= 0:
@@ -293,7 +296,7 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, traini
         if data_args.streaming:
             raise ValueError("--cross_validation needs the whole listing at once to make its folds: drop --streaming.")
         check_cross_validation_arguments(data_args.cross_validation, training_args)
-    return config
+    return model.config
 
 
 def check_data_arguments(data_args: DataArguments) -> None:
@@ -486,6 +489,13 @@ def train(
     if problem_type == "regression" and training_args.metric_for_best_model == "macro_f1":
         training_args.metric_for_best_model = "ccc"  # the default's counterpart (greater is better for both)
     model = build_model(model_args, data_args, training_args, problem_type, id2label)
+    # LoRA adapts `model` in place; the Trainer trains it as it is, and the adapters are merged after training.
+    lora = trainable = None
+    if training_args.strategy == "lora":
+        lora = apply_lora(model, training_args.lora_r, training_args.lora_alpha, training_args.lora_dropout,
+                          training_args.lora_target_modules)  # fmt: skip
+        trainable = dict(zip(("trainable", "total"), count_trainable_parameters(model)))
+        trainable["share"] = trainable["trainable"] / trainable["total"]
     output_dir = Path(training_args.output_dir)
     data_args.image_size = model.config.image_size  # the checkpoint's resolution unless --image_size said otherwise
     image_processor = build_image_processor(model_args, data_args)
@@ -540,6 +550,11 @@ def train(
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     check_replicas_in_sync(trainer.model)
+    if lora is not None:
+        # The adapter alone first (merging removes it); then everything below sees, and saves, the merged model.
+        if trainer.is_world_process_zero():
+            save_adapter(lora, output_dir / "adapter")
+        merge_lora(lora)
 
     metrics = {**train_result.metrics}
     metrics.update(trainer.evaluate(metric_key_prefix="eval"))
@@ -600,6 +615,8 @@ def train(
             "dataset_name": data_args.dataset_name or data_args.dataset_dir or SYNTHETIC_DATASET[1],
             "vit_fer_version": vit_fer.__version__,
         }
+        if trainable is not None:
+            run_config["trainable_parameters"] = trainable
         (output_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
         write_model_card(output_dir, repo_id=repo_id)
         if training_args.write_space:

@@ -59,6 +59,12 @@ for _fusion_type in MID_FUSION_TYPES:
     DESIGNS[mid_design(_fusion_type, _demo_layers() // 2)] = {
         "mode": "combined", "fusion_strategy": "mid", "fusion_type": _fusion_type, "fusion_layer": _demo_layers() // 2,
     }  # fmt: skip
+# LoRA (`--strategy lora`, rank 8, adapters on every encoder's query / value projections) against full fine-tuning,
+# one design per architecture family, with the same budget. The demo trains from scratch: LoRA adapts a random encoder.
+LORA_RANK = 8
+_MIDDLE = _demo_layers() // 2
+for _design in ("RGB only", "early fusion, concat", "late fusion, feature add", mid_design("add", _MIDDLE)):
+    DESIGNS[f"{_design}, LoRA r={LORA_RANK}"] = {**DESIGNS[_design], "strategy": "lora", "lora_r": LORA_RANK}
 DESIGN_KEYS = ("mode", "fusion_strategy", "fusion_type", "fusion_layer")
 METRICS = ("test_accuracy", "test_macro_f1", "test_uar")
 MARKERS = ("<!-- fusion-matrix:start -->", "<!-- fusion-matrix:end -->")

@@ -89,7 +89,8 @@ def _vit_fer_fields():
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
             if field.init and (cls is not train.FERTrainingArguments or field.name not in trainer_fields):
-                yield field.name, hints[field.name], field.default
+                default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+                yield field.name, hints[field.name], default
 
 
 def _other_value(annotation, default):
@@ -99,6 +100,8 @@ def _other_value(annotation, default):
     kind = typing.get_origin(annotation) or annotation
     if kind is bool:
         return ["false" if default else "true"], not default
+    if kind is list:
+        return [*default, "other"], [*default, "other"]
     if kind is tuple:
         values = tuple(value + 1 for value in default)
         return [str(value) for value in values], values

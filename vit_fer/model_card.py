@@ -118,6 +118,8 @@ STRATEGY_DESCRIPTIONS = {
     "classifier_only": "encoders frozen, only the head (and fusion modules) trained",
     "full": "encoders and head trained together",
     "progressive": "the head first, then the encoders unfrozen",
+    "lora": "LoRA adapters on the frozen encoders (through peft) and the head trained, the adapters then merged into "
+    "the saved weights",
 }
 # (key of run_config["training"], row name): shown when present; every argument is in run_config.json.
 TRAINING_ROWS = (
@@ -359,13 +361,16 @@ def _training_rows(run_config: dict[str, Any], results: dict[str, Any]) -> list[
             else f"`{base_checkpoint}`",
         ),
         ("fine-tuning strategy", f"`{strategy}`: {STRATEGY_DESCRIPTIONS[strategy]}"),
-        ("learning rate (head and fusion modules)", f"{learning_rate:g}"),
+        ("learning rate (head and fusion modules" + (", LoRA adapters)" if strategy == "lora" else ")"),
+         f"{learning_rate:g}"),
     ]
-    if "backbone_lr_multiplier" in training and strategy != "classifier_only":
+    if "backbone_lr_multiplier" in training and strategy not in ("classifier_only", "lora"):
         multiplier = training["backbone_lr_multiplier"]
         rows.append(("learning rate (encoders)", f"{learning_rate * multiplier:g} ({multiplier:g} × head)"))
     shown = TRAINING_ROWS + (PROGRESSIVE_ROWS if strategy == "progressive" else ())
     rows += [(name, f"`{training[key]}`") for key, name in shown if key in training]
+    if strategy == "lora":
+        rows += _lora_rows(run_config, training)
     precision = "bf16 mixed" if training.get("bf16") else "fp16 mixed" if training.get("fp16") else "fp32"
     rows.append(("precision", precision))
     if training.get("load_best_model_at_end"):
@@ -377,6 +382,23 @@ def _training_rows(run_config: dict[str, Any], results: dict[str, Any]) -> list[
         rows.append(("mean training loss", f"{_metric(results, 'train_loss'):.4f}"))
     rows.append(("vit-fer version", str(require_key(run_config, "vit_fer_version", RUN_CONFIG_NAME))))
     return rows
+
+
+def _lora_rows(run_config: dict[str, Any], training: dict[str, Any]) -> list[tuple[str, str]]:
+    targets = ", ".join(f"`{name}`" for name in require_key(training, "lora_target_modules", "run_config training"))
+    rank, alpha = (require_key(training, key, "run_config training") for key in ("lora_r", "lora_alpha"))
+    dropout = require_key(training, "lora_dropout", "run_config training")
+    counts = require_key(run_config, "trainable_parameters", RUN_CONFIG_NAME)
+    trainable, total = (require_key(counts, key, "run_config trainable_parameters") for key in ("trainable", "total"))
+    return [
+        (
+            "LoRA",
+            f"rank {rank}, alpha {alpha:g}, dropout {dropout:g} on {targets} of every encoder; merged into the saved "
+            "weights (the adapter alone, for peft, in [`adapter/`](adapter))",
+        ),
+        ("trainable parameters", f"{trainable:,} of {total:,} ({100 * trainable / total:.2f} %): the LoRA matrices, "
+                                 "the head and the fusion modules"),
+    ]
 
 
 def _usage_inputs(modality: str) -> str:

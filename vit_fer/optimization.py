@@ -15,8 +15,8 @@
 schedule with warmup.
 
 A *unit* is the granularity of learning rates and of progressive unfreezing: `"embeddings"`, `"layers.{i}"` (layer
-`i` of every encoder), `"layernorm"` (the encoders' final norm) and `"head"` (every parameter outside the encoders:
-classifiers and fusion modules).
+`i` of every encoder), `"layernorm"` (the encoders' final norm) and `"head"` (every parameter outside the encoders —
+classifiers and fusion modules — and the LoRA adapter matrices inside them: new parameters, trained like the head).
 """
 
 import re
@@ -31,6 +31,8 @@ HEAD_UNIT = "head"
 # ViT's learned tokens and position table are not weights to shrink towards zero (as in the original ViT/BEiT).
 _NO_DECAY_NAMES = frozenset({"cls_token", "mask_token", "position_embeddings"})
 _LAYER_PATTERN = re.compile(r"layers\.(\d+)\.")
+# peft's names of LoRA's adapter parameters inside an adapted layer (`lora_A`, `lora_B`, `lora_magnitude_vector`, ...).
+_ADAPTER_PATTERN = re.compile(r"\.lora_")
 OPTIMIZER_TYPES = ("adamw", "sgd")
 
 
@@ -56,6 +58,8 @@ def parameter_units(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]
     in_encoders = set()
     for encoder in encoders:
         for local_name, parameter in encoder.named_parameters():
+            if _ADAPTER_PATTERN.search(local_name):
+                continue  # in the head's unit
             layer = _LAYER_PATTERN.match(local_name)
             if layer:
                 unit = f"layers.{layer.group(1)}"
@@ -91,10 +95,11 @@ def get_parameter_groups(
 ) -> list[dict]:
     """Optimizer parameter groups for a vit-fer model: one or two per unit (with / without weight decay).
 
-    The head trains at `learning_rate`, the encoders at `learning_rate * backbone_lr_multiplier`, scaled by layer-wise
-    decay: with `L` layers, the final layernorm keeps the backbone rate, layer `i` gets `layer_lr_decay ** (L - i)`
-    of it and the embeddings `layer_lr_decay ** (L + 1)`. Every parameter is included, trainable or not, so that
-    unfreezing later trains it. The head's groups come first (the Trainer logs the first group's rate).
+    The head (LoRA adapters included) trains at `learning_rate`, the encoders at `learning_rate *
+    backbone_lr_multiplier`, scaled by layer-wise decay: with `L` layers, the final layernorm keeps the backbone rate,
+    layer `i` gets `layer_lr_decay ** (L - i)` of it and the embeddings `layer_lr_decay ** (L + 1)`. Every parameter
+    is included, trainable or not, so that unfreezing later trains it. The head's groups come first (the Trainer
+    logs the first group's rate).
 
     Each group carries its `"unit"` name beside torch's `params`, `lr` and `weight_decay`.
     """

@@ -21,13 +21,14 @@ from transformers.trainer_pt_utils import nested_gather
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
 from .allocator import MALLOC_POLICIES, set_malloc_policy
+from .lora import DEFAULT_TARGET_MODULES, check_lora_arguments
 from .optimization import get_parameter_groups
 from .progress import EpochProgressCallback
 
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("classifier_only", "full", "progressive")
+STRATEGIES = ("classifier_only", "full", "progressive", "lora")
 RUN_SUMMARY_NAME = "run_summary.json"
 """File of each checkpoint with the training loss summed and the time spent up to it, for whole-run figures."""
 MALLOC_POLICY_CHOICES = ("auto", *MALLOC_POLICIES)
@@ -41,8 +42,21 @@ class FERTrainingArguments(TrainingArguments):
     strategy: str = field(
         default="full",
         metadata={
-            "help": "Fine-tuning strategy: 'classifier_only' (frozen backbone), 'full', or 'progressive' (head first, "
-            "then the backbone is unfrozen, all at once or top-down; see --head_only_epochs, --layers_per_stage)."
+            "help": "Fine-tuning strategy: 'classifier_only' (frozen backbone), 'full', 'progressive' (head first, "
+            "then the backbone is unfrozen, all at once or top-down; see --head_only_epochs, --layers_per_stage), or "
+            "'lora' (low-rank adapters on the frozen encoders through peft, merged into the saved weights; see "
+            "--lora_*). One strategy per run: progressive unfreezing does not combine with LoRA."
+        },
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA: rank of the adapters."})
+    lora_alpha: float = field(default=16, metadata={"help": "LoRA: scaling (the update is scaled by alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA: dropout on the adapters' input."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
+        metadata={
+            "help": "LoRA: the encoder modules adapted, by their name inside an encoder or its last parts (q_proj, "
+            "k_proj, v_proj, o_proj, mlp.fc1, mlp.fc2, ...); every encoder of the model is adapted. The head and "
+            "fusion modules train fully; adapters and head at --learning_rate."
         },
     )
     head_only_epochs: int = field(
@@ -134,6 +148,8 @@ class FERTrainingArguments(TrainingArguments):
             )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {self.strategy!r}.")
+        if self.strategy == "lora":
+            check_lora_arguments(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_target_modules)
         if self.cache_features and self.strategy != "classifier_only":
             raise ValueError(
                 "`cache_features` needs a frozen backbone: use it with strategy='classifier_only', "
