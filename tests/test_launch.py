@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_script import train
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,3 +172,12 @@ def test_two_processes_train_the_model_one_process_trains_with_the_same_global_b
     one, two = run_metrics(tmp_path / "one" / "run"), run_metrics(tmp_path / "two" / "run")
     assert one.keys() == two.keys() and "test_macro_f1" in one
     assert two == pytest.approx(one, abs=1e-5)
+
+
+@pytest.mark.skipif(torch.accelerator.is_available(), reason="FSDP shards across accelerators")
+def test_fsdp_without_accelerators_stops_instead_of_training_unsharded(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        train.main([*TINY_SYNTHETIC, "--fsdp", "full_shard auto_wrap", "--output_dir", str(tmp_path / "run")])
+    assert stop.value.code == 2
+    assert "`fsdp` needs accelerators (GPUs), and this machine has none" in capsys.readouterr().err

@@ -4,8 +4,11 @@ import math
 
 import pytest
 import torch
+from accelerate.utils import FullyShardedDataParallelPlugin
 from tiny_models import TINY_VIT, VARIANTS, make_inputs, write_tiny_vit
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, ViTConfig, ViTForImageClassification, ViTModel
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.models.vit.modeling_vit import ViTEmbeddings
 
 import vit_fer
 from vit_fer import (
@@ -17,7 +20,7 @@ from vit_fer import (
     ViTForFER,
     create_multimodal_vit_model,
 )
-from vit_fer.modeling_vit_fer import widen_patch_embedding
+from vit_fer.modeling_vit_fer import CrossModalBlock, widen_patch_embedding
 
 
 @pytest.fixture(scope="module")
@@ -332,6 +335,20 @@ def test_every_parameter_takes_part_in_a_training_step(checkpoint, variant):
     torch.manual_seed(0)
     model(**make_inputs(model, batch_size=2)).loss.backward()
     assert [name for name, p in model.named_parameters() if p.grad is None] == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fsdp_wraps_every_residual_block_of_every_architecture(checkpoint, variant):
+    """accelerate's FSDP wrapping by `_no_split_modules` (its default, as device_map="auto" keeps those modules
+    whole) accepts every architecture — it refuses a listed class the model lacks — and makes a unit of each
+    embedding, each ViT layer and each cross-attention block."""
+    model = build(checkpoint, variant)
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
+    plugin.set_auto_wrap_policy(model)
+    units = {name for name, m in model.named_modules() if plugin.auto_wrap_policy(module=m, recurse=False, nonwrapped_numel=0)}
+    blocks = {name for name, m in model.named_modules() if isinstance(m, (GradientCheckpointingLayer, ViTEmbeddings))}
+    assert units == blocks
+    assert any(isinstance(m, CrossModalBlock) for m in model.modules()) == (variant == "mid-cross_attention")
 
 
 def test_modality_dropout_is_inactive_at_inference(checkpoint):

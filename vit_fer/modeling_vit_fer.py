@@ -1023,6 +1023,8 @@ class MidFusionViT(TwoStreamFERModel):
         if fusion_type == "cross_attention" and num_fused_layers:
             self.rgb_cross_attention = nn.ModuleList(CrossModalBlock(config) for _ in range(num_fused_layers))
             self.thermal_cross_attention = nn.ModuleList(CrossModalBlock(config) for _ in range(num_fused_layers))
+            # A residual block like ViTLayer: kept whole by device_map="auto", and an FSDP wrapping unit.
+            self._no_split_modules = [*self._no_split_modules, "CrossModalBlock"]
         head_size = 2 * config.hidden_size if fusion_type == "concat" else config.hidden_size
         self.classifier = FERClassificationHead(config, head_size)
         self.post_init()

@@ -170,6 +170,13 @@ class FERTrainingArguments(TrainingArguments):
                 "(regression) (validation metrics), "
                 f"got {self.metric_for_best_model!r}."
             )
+        # accelerate shards only across accelerators: on CPU it would silently train unsharded DDP replicas instead.
+        use_fsdp = self.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+        if use_fsdp and not torch.accelerator.is_available():
+            raise ValueError(
+                "`fsdp` needs accelerators (GPUs), and this machine has none: accelerate would ignore it and train "
+                "one unsharded copy of the model per process. Drop --fsdp: on CPU, processes train over DDP (gloo)."
+            )
         self._distribute_on_cpu()
         super().__post_init__()
         # Pinned memory serves host-to-accelerator copies only; without an accelerator torch warns at every epoch.
