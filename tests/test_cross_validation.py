@@ -4,7 +4,6 @@ train.py --cross_validation end to end (fold folders, summary, model cards, resu
 import csv
 import json
 import logging
-import re
 import shutil
 
 import numpy as np
@@ -12,7 +11,6 @@ import pytest
 from test_data import subject_rows, write_manifest
 from train_script import train, user_error
 
-from vit_fer.configuration_vit_fer import FER_LABELS
 from vit_fer.data import fold_indices, load_fer_dataset, load_fer_folds
 
 
@@ -77,6 +75,17 @@ def test_kfold_without_subjects_warns_and_stratifies_images(tmp_path, caplog):
 
     with pytest.raises(ValueError, match=r"Leave-one-subject-out .*'subject'.* has none"):
         load_fer_folds(tmp_path, num_folds="loso")
+
+
+def test_folds_replace_the_split_the_data_gives(tmp_path, caplog):
+    rows = subject_rows(tmp_path, num_subjects=6)
+    for row in rows:
+        row["split"] = "test" if row["subject"] == "p0" else "train"
+    write_manifest(tmp_path, rows)
+    with caplog.at_level(logging.WARNING, logger="vit_fer.data.loading"):
+        folds = load_fer_folds(tmp_path, num_folds=3, validation_size=0.15)
+    assert "gives its own splits: they are set aside" in caplog.text
+    assert sorted(subject for fold in folds for subject in set(fold["test"]["subject"])) == [f"p{i}" for i in range(6)]
 
 
 def test_a_split_column_putting_a_subject_in_train_and_test_is_refused(tmp_path):
@@ -154,7 +163,9 @@ def test_an_interrupted_cross_validation_resumes_reusing_finished_folds(cv_run, 
 
     # Interrupted in fold 3, after its checkpoint and before its results: folds 1 and 2 are reused as they are.
     (output_dir / "fold-3" / "all_results.json").unlink()
-    (output_dir / "fold-3" / "cross_validation.json").unlink()
+    record = json.loads((output_dir / "fold-3" / "cross_validation.json").read_text())
+    record.pop("summary")
+    (output_dir / "fold-3" / "cross_validation.json").write_text(json.dumps({**record, "finished": False}))
     weights = {number: (output_dir / f"fold-{number}" / "model.safetensors").read_bytes() for number in (1, 2)}
     (output_dir / "fold-1" / "model.safetensors").touch()
     stamp = (output_dir / "fold-1" / "model.safetensors").stat().st_mtime_ns
@@ -167,6 +178,11 @@ def test_an_interrupted_cross_validation_resumes_reusing_finished_folds(cv_run, 
     assert all((output_dir / f"fold-{n}" / "model.safetensors").read_bytes() == weights[n] for n in weights)
     for before, after in zip(cv_run[1]["folds"], resumed["folds"], strict=True):
         assert after["uar"] == pytest.approx(before["uar"], abs=1e-6)
+
+    # Another cross-validation's folds are never mixed in: here, another seed makes other folds.
+    seed = argv.index("--seed") + 1
+    other = [*argv[:seed], "11", *argv[seed + 1:], "--resume_from_checkpoint", "true"]
+    assert "holds fold 1 of another cross-validation" in error_line(user_error(capsys, other))
 
 
 def test_overwrite_starts_every_fold_afresh_and_keeps_other_files(cv_run, data_dir, tmp_path):

@@ -104,7 +104,8 @@ def _fold_record(number: int, fold: datasets.DatasetDict, scheme: str, num_folds
 
 def _finished(folder: Path, expected: dict) -> bool:
     """Whether `folder` holds a finished run of the fold `expected` describes. A folder holding another
-    cross-validation's fold (other subjects, another number of folds) is an error: its results must not be mixed in."""
+    cross-validation's fold (other subjects, another number of folds), finished or not, is an error: its results
+    and checkpoints must not be mixed in."""
     path = folder / FOLD_NAME
     if not path.is_file():
         return False
@@ -117,7 +118,7 @@ def _finished(folder: Path, expected: dict) -> bool:
             f"({expected['scheme']}; test subjects {expected['test_subjects']}): the data, --seed or --cross_validation "
             "changed. Start afresh with --overwrite_output_dir, or choose another --output_dir."
         )
-    return (folder / "all_results.json").is_file()
+    return bool(recorded.get("finished")) and (folder / "all_results.json").is_file()
 
 
 def _earlier_folds(output_dir: Path) -> list[Path]:
@@ -207,9 +208,12 @@ def run_cross_validation(
             fold_args.output_dir = str(folder)
             fold_args.resume_from_checkpoint = "true" if resuming and any(folder.glob("checkpoint-*")) else None
             with hold_output_dir(fold_args, protected=protected):
+                # Recorded first, so that resuming knows whose checkpoints the folder holds.
+                if main:
+                    (folder / FOLD_NAME).write_text(json.dumps({**expected, "finished": False}, indent=2))
                 train_fold(fold, fold_args)
             if main:
-                (folder / FOLD_NAME).write_text(json.dumps(expected, indent=2))
+                (folder / FOLD_NAME).write_text(json.dumps({**expected, "finished": True}, indent=2))
         return summarise(output_dir, len(folds)) if main else {}
 
 
@@ -246,9 +250,10 @@ def summarise(output_dir: str | os.PathLike, num_folds: int) -> dict:
     cv_results = {"scheme": records[0]["scheme"], "num_folds": num_folds, "folds": per_fold, "summary": summary}
     (output_dir / RESULTS_NAME).write_text(json.dumps(cv_results, indent=2))
     names = dict(scores)
+    loso = records[0]["scheme"].startswith("leave-one-subject-out")
     labels = json.loads((folders[0] / "config.json").read_text())["id2label"]
     plot_cross_validation(
-        [fold["fold"] for fold in per_fold],
+        [" ".join(fold["test_subjects"]) if loso else f"fold {fold['fold']}" for fold in per_fold],
         {names[key]: [fold[key] for fold in per_fold] for key, _ in scores},
         output_dir / PLOT_NAME,
         title=f"{output_dir.name}, test scores per fold\n{cv_results['scheme']}",

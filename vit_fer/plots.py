@@ -108,13 +108,13 @@ def plot_learning_curves(
 
 
 def plot_cross_validation(
-    folds: Sequence[int], scores: dict[str, Sequence[float]], path: str | Path, title: str, chance: float | None = None
+    folds: Sequence[str], scores: dict[str, Sequence[float]], path: str | Path, title: str, chance: float | None = None
 ) -> Path:
     """Writes the test scores of each fold of a cross-validation as grouped bars, one colour per score, with the mean
-    ± sample standard deviation across folds as a last group (error bars) and its value written above it.
+    ± sample standard deviation across folds as a last group (error bars), their values in the legend.
 
     Args:
-        folds: the folds' numbers (the x axis).
+        folds: the folds' names (the x axis), e.g. "fold 1" or the subject a leave-one-subject-out fold tests.
         scores: `{score name: value per fold}`, e.g. `{"accuracy": [...], "macro-F1": [...], "UAR": [...]}`.
         chance: the scores' chance level (1 / number of classes), drawn as a dashed line.
     """
@@ -122,27 +122,25 @@ def plot_cross_validation(
     width = 0.8 / max(len(names), 1)
     positions = np.arange(len(folds) + 1, dtype=float)
     positions[-1] += 0.5  # the summary group stands apart from the folds
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.0 + 0.75 * (len(folds) + 1) * max(len(names), 1) / 2), 4.4))
+    figure, axes = plt.subplots(figsize=(min(16.0, max(8.0, 1.0 + 0.4 * (len(folds) + 1) * max(len(names), 1))), 4.4))
     lowest = 0.0
     for index, name in enumerate(names):
         values = np.asarray(scores[name], dtype=float)
         mean, std = values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0
         offset = (index - (len(names) - 1) / 2) * width
         color = f"C{index}"
-        axes.bar(positions[:-1] + offset, values, width, color=color, label=name)
+        axes.bar(positions[:-1] + offset, values, width, color=color, label=f"{name}: {mean:.3f} ± {std:.3f}")
         axes.bar(positions[-1] + offset, mean, width, color=color, yerr=std, capsize=3, edgecolor="black")
-        axes.text(positions[-1] + offset, mean + std + 0.02, f"{mean:.2f}\n±{std:.2f}", ha="center", va="bottom",
-                  fontsize=7)  # fmt: skip
         lowest = min(lowest, values.min())
     if chance is not None:
         axes.axhline(chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance:.2f})")
-    axes.set_xticks(positions, [f"fold {fold}" for fold in folds] + ["mean ± std"])
+    # Many folds (leave one subject out): names written upwards so that they do not overlap.
+    axes.set_xticks(positions, [*folds, "mean ± std"], rotation=90 if len(folds) > 10 else 0)
     axes.set_ylabel("test score")
-    axes.set_ylim(-1.0 if lowest < 0 else 0.0, 1.18)  # room for the mean's label; a CCC may fall below 0
+    axes.set_ylim(-1.0 if lowest < 0 else 0.0, 1.05)  # a CCC may fall below 0
     axes.set_title(title, fontsize=10)
-    # Below the axes: inside, it would hide bars whatever their height.
-    axes.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=len(names) + (chance is not None),
-                frameon=False)  # fmt: skip
+    # Beside the axes: inside, it would hide bars whatever their height.
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
