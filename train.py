@@ -549,7 +549,8 @@ def train(
         callbacks=callbacks,
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    check_replicas_in_sync(trainer.model)
+    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):  # sharded: each process holds its own shard
+        check_replicas_in_sync(trainer.model)
     if lora is not None:
         # The adapter alone first (merging removes it); then everything below sees, and saves, the merged model.
         if trainer.is_world_process_zero():
