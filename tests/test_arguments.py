@@ -44,6 +44,8 @@ def test_a_tuple_takes_its_values_on_the_command_line(tmp_path):
         # The config's own (@strict) validation, as one line too.
         (["--mode", "combined", "--fusion_strategy", "mid", "--fusion_layer", "3", "--num_hidden_layers", "2"],
          "`fusion_layer` must be an integer in [0, 2] (num_hidden_layers), got 3."),
+        # transformers' ViT builds it and fails only at the first forward, after the data is made.
+        (["--num_attention_heads", "5"], "`num_attention_heads` must divide `hidden_size` (768), got 5."),
         (["--dataset_dir", "no/such/folder"], "--dataset_dir no/such/folder does not exist"),
         (["--num_train_epochs", "many"], "invalid float value: 'many'"),
     ],

@@ -127,6 +127,13 @@ class _FERConfigBase(ViTConfig):
             self.label2id = {label: index for index, label in enumerate(FER_LABELS)}
         super().__post_init__(**kwargs)
 
+    def validate_attention_heads(self):
+        # transformers' ViT no longer checks this itself, and the mismatch would only surface in the first forward.
+        if self.num_attention_heads < 1 or self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"`num_attention_heads` must divide `hidden_size` ({self.hidden_size}), got {self.num_attention_heads}."
+            )
+
     def validate_fer_head(self):
         _check_positive("classifier_hidden_size", self.classifier_hidden_size)
         _check_probability("classifier_dropout", self.classifier_dropout)
