@@ -1,6 +1,7 @@
 """Runs train.py's `main` (as `python train.py` or under torchrun) and records, per process, what a multi-process
 test compares: the weights at each epoch start and at the last optimizer step (safetensors, before the Trainer
-reloads the best checkpoint), and the progressive unfreezing stage of each epoch.
+reloads the best checkpoint), and the progressive unfreezing stage of each epoch. The training split is transformed
+without augmentation (see `without_augmentation`), so that runs on different numbers of processes are comparable.
 
     python tests/recorded_train.py RECORD_DIR [train.py arguments]
 """
