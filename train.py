@@ -43,7 +43,7 @@ from vit_fer.hub import create_hub_repo, publish
 from vit_fer.model_card import SYNTHETIC_DATASET, design_name, write_model_card
 from vit_fer.inference import FERPipeline
 from vit_fer.lora import apply_lora, count_trainable_parameters, lora_target_names, merge_lora, save_adapter
-from vit_fer.output_dir import hold_output_dir
+from vit_fer.output_dir import ADAPTER_DIR, hold_output_dir
 from vit_fer.space import write_space
 from vit_fer.plots import plot_confusion_matrix, plot_learning_curves
 from vit_fer.robustness import robustness_report
@@ -554,7 +554,7 @@ def train(
     if lora is not None:
         # The adapter alone first (merging removes it); then everything below sees, and saves, the merged model.
         if trainer.is_world_process_zero():
-            save_adapter(lora, output_dir / "adapter")
+            save_adapter(lora, output_dir / ADAPTER_DIR)
         merge_lora(lora)
 
     metrics = {**train_result.metrics}

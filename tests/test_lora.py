@@ -19,6 +19,7 @@ from train_script import train, user_error
 from vit_fer import create_multimodal_vit_model
 from vit_fer.lora import apply_lora, count_trainable_parameters, merge_lora
 from vit_fer.optimization import get_parameter_groups
+from vit_fer.output_dir import run_files
 
 
 # The tiny model's sizes, trained as train.py does, with LoRA.
@@ -193,3 +194,19 @@ def test_a_resumed_lora_run_ends_as_an_uninterrupted_one(synthetic_dataset_dir, 
         assert straight.keys() == resumed.keys()
         assert all(torch.allclose(straight[key], resumed[key], atol=1e-6) for key in straight), name
     assert Path(tmp_path / "resumed" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_a_new_run_over_a_lora_run_removes_its_adapter_and_only_it(synthetic_dataset_dir, tmp_path):
+    """A stale adapter beside another run's model would pass for it: --overwrite_output_dir removes it, unless the
+    folder holds something peft did not write."""
+    output_dir = tmp_path / "run"
+    common = [*TINY, "--dataset_dir", str(synthetic_dataset_dir), "--output_dir", str(output_dir),
+              "--num_train_epochs", "1"]  # fmt: skip
+    train.main(common)
+    adapter = output_dir / "adapter"
+    assert (adapter / "adapter_model.safetensors").is_file() and adapter in run_files(output_dir)
+    (adapter / "notes.txt").write_text("mine")
+    assert adapter not in run_files(output_dir)
+    (adapter / "notes.txt").unlink()
+    train.main([*common, "--strategy", "full", "--overwrite_output_dir"])
+    assert not adapter.exists()

@@ -53,6 +53,10 @@ RUN_FILES = (
 """Names of the files a training run writes into its output folder, besides `checkpoint-*` folders, weight shards
 (`model-00001-of-00002.safetensors`) and the code files listed in the saved `auto_map`."""
 
+ADAPTER_DIR = "adapter"
+ADAPTER_FILES = frozenset({"adapter_config.json", "adapter_model.safetensors", "README.md"})
+"""The folder a LoRA run writes its adapter to, and the files peft's `save_pretrained` writes there."""
+
 _SHARD = re.compile(r"model-\d+-of-\d+\.safetensors")
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
@@ -166,7 +170,8 @@ def _contains(folder: Path, path: Path) -> bool:
 
 
 def run_files(output_dir: str | os.PathLike) -> list[Path]:
-    """The checkpoints and files of `output_dir` that a training run wrote (see [`RUN_FILES`]); nothing else."""
+    """The checkpoints and files of `output_dir` that a training run wrote (see [`RUN_FILES`]) and a LoRA run's
+    adapter folder; nothing else."""
     folder = Path(output_dir)
     if not folder.is_dir():
         return []
@@ -182,9 +187,20 @@ def run_files(output_dir: str | os.PathLike) -> list[Path]:
     for path in sorted(folder.iterdir()):
         if path.is_dir() and not path.is_symlink() and CHECKPOINT_PATTERN.fullmatch(path.name):
             found.append(path)
+        elif path.name == ADAPTER_DIR and _holds_only_an_adapter(path):
+            found.append(path)
         elif path.is_file() and (path.name in names or _SHARD.fullmatch(path.name)):
             found.append(path)
     return found
+
+
+def _holds_only_an_adapter(folder: Path) -> bool:
+    """A LoRA run's adapter folder, with nothing in it that peft did not write (a stale adapter would pass for the
+    new model's)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    entries = list(folder.iterdir())
+    return bool(entries) and all(entry.is_file() and entry.name in ADAPTER_FILES for entry in entries)
 
 
 def check_overwritable(output_dir: str | os.PathLike, protected: Iterable[str | os.PathLike] = ()) -> None:
@@ -242,7 +258,7 @@ def resolve_resume(
     from .trainer import last_complete_checkpoint
 
     folder = Path(output_dir)
-    checkpoints = [path for path in run_files(folder) if path.is_dir()]
+    checkpoints = [path for path in run_files(folder) if path.is_dir() and CHECKPOINT_PATTERN.fullmatch(path.name)]
     requested = None if resume_from_checkpoint is None else str(resume_from_checkpoint).strip()
     if requested is not None and requested.lower() in _TRUE:
         if not checkpoints:
