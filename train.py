@@ -432,18 +432,22 @@ def load_data(
     )
     with training_args.main_process_first(desc="dataset loading"):
         if data_args.cross_validation is not None:
-            return load_fer_folds(source, num_folds=parse_num_folds(data_args.cross_validation), **options)
-        dataset = load_fer_dataset(
-            source,
-            test_size=data_args.test_size,
-            streaming=data_args.streaming,
-            shuffle_buffer_size=data_args.shuffle_buffer_size,
-            **options,
-        )
-    missing = [split for split in ("train", "validation") if split not in dataset]
-    if missing:
-        raise ValueError(f"The dataset has no {missing} split; it has {sorted(dataset)}.")
-    return dataset
+            folds = load_fer_folds(source, num_folds=parse_num_folds(data_args.cross_validation), **options)
+        else:
+            folds = [
+                load_fer_dataset(
+                    source,
+                    test_size=data_args.test_size,
+                    streaming=data_args.streaming,
+                    shuffle_buffer_size=data_args.shuffle_buffer_size,
+                    **options,
+                )
+            ]
+    for dataset in folds:
+        missing = [split for split in ("train", "validation") if split not in dataset]
+        if missing:
+            raise ValueError(f"The dataset has no {missing} split; it has {sorted(dataset)}.")
+    return folds if data_args.cross_validation is not None else folds[0]
 
 
 def label_task(dataset, model_args: ModelArguments, data_args: DataArguments) -> tuple[str, dict[int, str]]:

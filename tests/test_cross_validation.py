@@ -199,6 +199,23 @@ def test_overwrite_starts_every_fold_afresh_and_keeps_other_files(cv_run, data_d
     assert not (output_dir / "fold-3" / "model.safetensors").exists()  # the earlier run's third fold is cleared
 
 
+def test_leave_one_subject_out_tests_each_subject_alone(tmp_path):
+    from vit_fer import synthesize_dataset
+
+    data_dir = synthesize_dataset(tmp_path / "data", num_samples=21, image_size=32, seed=5, num_subjects=3,
+                                  progress=False)  # fmt: skip
+    output_dir = tmp_path / "loso"
+    summary = train.main([*TINY, "--dataset_dir", str(data_dir), "--output_dir", str(output_dir),
+                          "--cross_validation", "loso", "--validation_size", "0.3"])  # fmt: skip
+
+    assert summary["scheme"] == "leave-one-subject-out (3 subjects, one fold each)"
+    assert [fold["test_subjects"] for fold in summary["folds"]] == [["s000"], ["s001"], ["s002"]]
+    for number, fold in enumerate(summary["folds"], start=1):
+        results = json.loads((output_dir / f"fold-{number}" / "all_results.json").read_text())
+        assert fold["uar"] == results["test_uar"] and fold["num_test_samples"] == 7
+    assert "| [2](fold-2/) | s001 | 7 |" in (output_dir / "README.md").read_text()
+
+
 def copy_manifest(data_dir, columns=("rgb", "thermal", "label", "subject")) -> list[dict]:
     """The rows of the synthetic data's manifest with absolute paths, restricted to `columns`."""
     with open(data_dir / "manifest.csv", newline="") as file:
@@ -236,6 +253,7 @@ def test_training_on_a_manifest_that_leaks_a_subject_is_refused(data_dir, tmp_pa
         (["--cross_validation", "five"], "got 'five'"),
         (["--cross_validation", "3", "--push_to_hub"], "--push_to_hub publishes one model"),
         (["--cross_validation", "9"], "9 folds need at least 9 subjects, the data has 6"),
+        (["--cross_validation", "3", "--validation_size", "0"], "The dataset has no ['validation'] split"),
     ],
 )
 def test_bad_cross_validation_arguments(data_dir, tmp_path, capsys, extra, message):

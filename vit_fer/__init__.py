@@ -31,6 +31,7 @@ _LAZY_NAMES = {
     "ProgressiveUnfreezingCallback": "callbacks",
     "BadDataError": "data",
     "load_fer_dataset": "data",
+    "load_fer_folds": "data",
     "build_compute_metrics": "evaluation",
     "load_fer_metric": "evaluation",
     "ViTFERImageProcessor": "image_processing_vit_fer",

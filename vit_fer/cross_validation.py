@@ -121,6 +121,13 @@ def _finished(folder: Path, expected: dict) -> bool:
     return bool(recorded.get("finished")) and (folder / "all_results.json").is_file()
 
 
+def _write_json(path: Path, value: dict) -> None:
+    # Whole or not at all (written beside, then renamed): the other processes of a run read it meanwhile.
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(value, indent=2))
+    os.replace(partial, path)
+
+
 def _earlier_folds(output_dir: Path) -> list[Path]:
     return sorted(
         (path for path in output_dir.glob("fold-*") if path.is_dir() and run_files(path)), key=lambda path: path.name
@@ -210,10 +217,10 @@ def run_cross_validation(
             with hold_output_dir(fold_args, protected=protected):
                 # Recorded first, so that resuming knows whose checkpoints the folder holds.
                 if main:
-                    (folder / FOLD_NAME).write_text(json.dumps({**expected, "finished": False}, indent=2))
+                    _write_json(folder / FOLD_NAME, {**expected, "finished": False})
                 train_fold(fold, fold_args)
             if main:
-                (folder / FOLD_NAME).write_text(json.dumps({**expected, "finished": True}, indent=2))
+                _write_json(folder / FOLD_NAME, {**expected, "finished": True})
         return summarise(output_dir, len(folds)) if main else {}
 
 
@@ -261,7 +268,7 @@ def summarise(output_dir: str | os.PathLike, num_folds: int) -> dict:
     )
     (output_dir / SUMMARY_NAME).write_text(summary_markdown(cv_results, output_dir))
     for folder, record in zip(folders, records, strict=True):
-        (folder / FOLD_NAME).write_text(json.dumps({**record, "summary": summary}, indent=2))
+        _write_json(folder / FOLD_NAME, {**record, "summary": summary})
         write_model_card(folder)
     logger.info("Cross-validation summary in %s: %s", output_dir / RESULTS_NAME, format_summary(summary, names))
     return cv_results
