@@ -68,7 +68,9 @@ def test_streamed_splits_hold_the_map_style_samples_and_keep_subjects_apart(synt
         assert not subjects["validation"] & subjects["test"]
 
 
-def test_shuffle_buffer_and_epochs_reorder_the_train_split_and_keep_every_sample(synthetic_dataset_dir):
+def test_shuffle_buffer_and_epochs_reorder_the_train_split_and_keep_every_sample(
+    synthetic_dataset_dir, tiny_image_processor
+):
     def order(buffer_size: int, epoch: int = 0) -> list[str]:
         train_split = load_fer_dataset(synthetic_dataset_dir, streaming=True, shuffle_buffer_size=buffer_size)["train"]
         train_split.set_epoch(epoch)
@@ -79,6 +81,15 @@ def test_shuffle_buffer_and_epochs_reorder_the_train_split_and_keep_every_sample
     assert buffered != unbuffered and sorted(buffered) == sorted(unbuffered)
     next_epoch = order(16, epoch=1)
     assert next_epoch != buffered and sorted(next_epoch) == sorted(buffered)
+    # The Trainer calls set_epoch on the transformed split it is given: the reshuffle reaches through the transforms.
+    prepared = with_fer_transforms(
+        load_fer_dataset(synthetic_dataset_dir, streaming=True, shuffle_buffer_size=16), tiny_image_processor
+    )["train"]
+    epochs = []
+    for epoch in (0, 1):
+        prepared.set_epoch(epoch)
+        epochs.append([int(row["labels"]) for row in prepared])
+    assert epochs[0] != epochs[1] and sorted(epochs[0]) == sorted(epochs[1])
     # The listing is shuffled before the buffer: a folder lists one class after another.
     labels = [path.split("/")[-2] for path in unbuffered]
     assert labels != sorted(labels)
