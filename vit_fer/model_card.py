@@ -397,7 +397,7 @@ def _lora_rows(run_config: dict[str, Any], training: dict[str, Any]) -> list[tup
             "weights (the adapter alone, for peft, in [`adapter/`](adapter))",
         ),
         ("trainable parameters", f"{trainable:,} of {total:,} ({100 * trainable / total:.2f} %): the LoRA matrices, "
-                                 "the head and the fusion modules"),
+                                 "the head and any fusion modules"),
     ]
 
 
