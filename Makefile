@@ -1,30 +1,44 @@
 # `make demo` and `make test` create .venv and install on first use; CI runs `make test` on a fresh clone.
+# The demo installs vit-fer alone; the tests add the dev extras (pytest, Gradio, selenium, ONNX), which the demo does
+# not need. Each install has its own stamp, so `make demo` then `make test` installs only what is still missing.
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+VENV_STAMP := $(VENV)/.created
+DEMO_STAMP := $(VENV)/.installed-demo
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test install clean
+.PHONY: demo test install install-test clean
 
-install: $(STAMP)
+install: $(DEMO_STAMP)
+
+install-test: $(TEST_STAMP)
 
 # pip --quiet keeps the log short; each step says first what it installs, since the larger ones take a minute.
-$(STAMP): pyproject.toml
-	@echo "[1/4] Creating the virtual environment $(VENV)"
+$(VENV_STAMP):
+	@echo "[1/3] Creating the virtual environment $(VENV) and upgrading pip"
 	python3 -m venv $(VENV)
-	@echo "[2/4] Upgrading pip"
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	@# Pinned first: an unpinned torch may resolve a multi-GB CUDA build.
-	@echo "[3/4] Installing torch 2.13.0 (the largest download)"
+	@echo "[2/3] Installing torch 2.13.0, CPU build (the largest download)"
 	$(PYTHON) -m pip install --quiet torch==2.13.0
-	@echo "[4/4] Installing vit-fer and its dependencies (transformers, datasets, evaluate, ...)"
-	$(PYTHON) -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
-	@echo "Installed into $(VENV)."
+	touch $(VENV_STAMP)
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml $(VENV_STAMP)
+	@echo "[3/3] Installing vit-fer and its dependencies (transformers, datasets, accelerate, evaluate, matplotlib)"
+	$(PYTHON) -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+	@echo "Installed vit-fer into $(VENV)."
+
+$(TEST_STAMP): pyproject.toml $(VENV_STAMP)
+	@echo "[3/3] Installing vit-fer with its test extras (pytest, selenium, gradio, onnx, onnxruntime)"
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	touch $(TEST_STAMP) $(DEMO_STAMP)
+	@echo "Installed vit-fer and its test extras into $(VENV)."
+
+demo: $(DEMO_STAMP)
 	$(PYTHON) train.py
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest tests
 
 clean:

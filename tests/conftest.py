@@ -16,6 +16,10 @@ import tempfile
 # out of the user's cache. No test reaches the Hub.
 os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="vit-fer-test-modules-"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One torch thread per process, in this process and in every subprocess and server the tests start: the models are
+# tiny, and on a shared machine several OpenMP threads per process mostly wait on each other (set before torch loads).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -8,7 +8,7 @@ import pytest
 from huggingface_hub.errors import StrictDataclassClassValidationError
 import torch
 from datasets import Dataset
-from tiny_models import VARIANTS, make_inputs, tiny_training_arguments, write_tiny_vit
+from tiny_models import TINY_VIT, VARIANTS, make_inputs, tiny_training_arguments, write_tiny_vit
 from transformers import Trainer, ViTConfig, ViTForImageClassification
 
 from vit_fer import ViTFERImageProcessor, create_multimodal_vit_model
@@ -38,7 +38,8 @@ def reference_loss(problem_type: str, logits: torch.Tensor, labels: torch.Tensor
     if problem_type == "soft":
         return torch.nn.functional.cross_entropy(logits, labels)
     num_labels = logits.shape[-1]
-    config = ViTConfig(num_labels=num_labels, problem_type=problem_type)
+    # The loss does not depend on the model's size: a tiny ViT rather than ViT-Base's 86M parameters per call.
+    config = ViTConfig(**TINY_VIT, num_labels=num_labels, problem_type=problem_type)
     return ViTForImageClassification(config).loss_function(labels, logits, config)
 
 
@@ -79,7 +80,7 @@ def test_problem_type_is_inferred_from_the_labels_like_transformers(checkpoint, 
     model = create_multimodal_vit_model(model_name=checkpoint, num_classes=num_labels, **VARIANTS["late-attention"])
     assert model.config.problem_type is None
     model(**make_inputs(model, with_labels=False), labels=labels)
-    reference = ViTForImageClassification(ViTConfig(num_labels=num_labels))
+    reference = ViTForImageClassification(ViTConfig(**TINY_VIT, num_labels=num_labels))
     reference.loss_function(labels, torch.zeros(4, num_labels), reference.config)
     assert model.config.problem_type == reference.config.problem_type == inferred
 

@@ -23,51 +23,56 @@ LOADER = textwrap.dedent(
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoModelForImageClassification
 
-    folder, inputs_file = sys.argv[1], sys.argv[2]
-    inputs = load_file(inputs_file)
-    result = {}
-    for auto_class in (AutoModel, AutoModelForImageClassification):
-        model = auto_class.from_pretrained(folder, trust_remote_code=True).eval()
-        with torch.no_grad():
-            result[auto_class.__name__] = {
-                "class": type(model).__name__,
-                "module": type(model).__module__,
-                "logits": model(**inputs).logits.tolist(),
-            }
-    print(json.dumps(result))
+    results = {}
+    for folder, inputs_file in zip(sys.argv[1::2], sys.argv[2::2]):
+        inputs = load_file(inputs_file)
+        result = results[folder] = {}
+        for auto_class in (AutoModel, AutoModelForImageClassification):
+            model = auto_class.from_pretrained(folder, trust_remote_code=True).eval()
+            with torch.no_grad():
+                result[auto_class.__name__] = {
+                    "class": type(model).__name__,
+                    "module": type(model).__module__,
+                    "logits": model(**inputs).logits.tolist(),
+                }
+    print(json.dumps(results))
     """
 )
+REMOTE_VARIANTS = ["thermal", "early-concat", "late-attention", "late-prediction-weighted", *MID_VARIANTS]
 
 
-@pytest.mark.parametrize(
-    "variant",
-    [
-        "thermal",
-        "early-concat",
-        "late-attention",
-        "late-prediction-weighted",
-        *MID_VARIANTS,
-    ],
-)
-def test_saved_folder_loads_without_vit_fer(variant, tmp_path):
-    checkpoint = write_tiny_vit(tmp_path / "vit")
-    model = create_multimodal_vit_model(model_name=checkpoint, **VARIANTS[variant]).eval()
-    folder = tmp_path / "saved"
-    model.save_pretrained(folder)
+@pytest.fixture(scope="module")
+def loaded_without_vit_fer(tmp_path_factory):
+    """Every variant saved (each folder named after it, as Hub repositories are), then all loaded by one process
+    that cannot import vit_fer: what each variant's test checks, for one interpreter start instead of one each."""
+    root = tmp_path_factory.mktemp("remote-code")
+    checkpoint = write_tiny_vit(root / "vit")
+    saved, arguments = {}, []
+    for variant in REMOTE_VARIANTS:
+        model = create_multimodal_vit_model(model_name=checkpoint, **VARIANTS[variant]).eval()
+        folder = root / f"vit-fer-{variant}"
+        model.save_pretrained(folder)
+        inputs = make_inputs(model, with_labels=False)
+        save_file(inputs, root / f"{variant}-inputs.safetensors")
+        with torch.no_grad():
+            expected = model(**inputs).logits
+        saved[variant] = (folder, type(model).__name__, expected)
+        arguments += [folder, root / f"{variant}-inputs.safetensors"]
+    results = run_without_vit_fer(LOADER, *arguments, tmp_path=root)
+    return {variant: (folder, name, expected, results[str(folder)]) for variant, (folder, name, expected) in saved.items()}
+
+
+@pytest.mark.parametrize("variant", REMOTE_VARIANTS)
+def test_saved_folder_loads_without_vit_fer(variant, loaded_without_vit_fer):
+    folder, name, expected, result = loaded_without_vit_fer[variant]
 
     files = set(os.listdir(folder))
     assert {"config.json", "model.safetensors", "configuration_vit_fer.py", "modeling_vit_fer.py"} <= files
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
-    name = type(model).__name__
     assert auto_map["AutoModel"] == auto_map["AutoModelForImageClassification"] == f"modeling_vit_fer.{name}"
 
-    inputs = make_inputs(model, with_labels=False)
-    save_file(inputs, tmp_path / "inputs.safetensors")
-    with torch.no_grad():
-        expected = model(**inputs).logits
-
-    result = run_without_vit_fer(LOADER, folder, tmp_path / "inputs.safetensors", tmp_path=tmp_path)
+    assert set(result) == {"AutoModel", "AutoModelForImageClassification"}
     for loaded in result.values():
         assert loaded["class"] == name
         assert not loaded["module"].startswith("vit_fer")  # the copied file, not our package
