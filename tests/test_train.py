@@ -201,8 +201,8 @@ def test_attention_implementation_reaches_every_encoder(data_dir, tmp_path):
 
 def test_two_processes_with_progressive_unfreezing_stay_in_sync_under_accelerate(data_dir, tmp_path):
     """Under DDP a parameter frozen when the model is wrapped is never synchronised: train.py must end with identical
-    weights on both ranks (it checks them itself and fails otherwise). tests/test_launch.py does the same through
-    torchrun."""
+    weights on both ranks (it checks them itself and fails otherwise). torchrun's launch of the same design is
+    tests/test_launch.py's test_two_processes_train_the_model_one_process_trains_with_the_same_global_batch."""
     script_arguments = arguments(
         data_dir, tmp_path / "run", "--num_train_epochs", "3", "--strategy", "progressive", "--head_only_epochs", "1",
         "--layers_per_stage", "1", "--mode", "combined", "--fusion_strategy", "late", "--modality_dropout", "0.3",
