@@ -5,6 +5,7 @@ keeps every sample; bad files named when they are read; disjoint shards for seve
 
 import logging
 import shutil
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -18,6 +19,12 @@ from vit_fer.data import BadDataError, load_fer_dataset
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 from vit_fer.thermal import load_rgb_file, load_thermal_file
 from vit_fer.transforms import FERDataCollator, with_fer_transforms
+
+TINY = [
+    "--image_size", "32", "--patch_size", "8", "--hidden_size", "32", "--num_hidden_layers", "2",
+    "--num_attention_heads", "4", "--intermediate_size", "64", "--per_device_train_batch_size", "8",
+    "--disable_tqdm", "true",
+]  # fmt: skip
 
 
 def image_key(value) -> bytes | str:
@@ -126,9 +133,7 @@ def test_processes_read_disjoint_parts_of_the_streamed_train_split(synthetic_dat
 def test_train_streaming_by_max_steps_saves_a_loadable_model(synthetic_dataset_dir, tmp_path):
     output_dir = tmp_path / "run"
     train.main([
-        "--image_size", "32", "--patch_size", "8", "--hidden_size", "32", "--num_hidden_layers", "2",
-        "--num_attention_heads", "4", "--intermediate_size", "64", "--per_device_train_batch_size", "8",
-        "--per_device_eval_batch_size", "16", "--disable_tqdm", "true", "--dataset_dir", str(synthetic_dataset_dir),
+        *TINY, "--per_device_eval_batch_size", "16", "--dataset_dir", str(synthetic_dataset_dir),
         "--output_dir", str(output_dir), "--mode", "combined", "--streaming", "--shuffle_buffer_size", "8",
         "--max_steps", "5", "--eval_strategy", "steps", "--eval_steps", "5", "--save_strategy", "steps",
         "--save_steps", "5", "--remove_unused_columns", "true",
@@ -142,6 +147,17 @@ def test_train_streaming_by_max_steps_saves_a_loadable_model(synthetic_dataset_d
         inputs = processor(images=load_rgb_file(rgb), thermal_images=load_thermal_file(thermal), return_tensors="pt")
         logits = model(**inputs).logits
     assert logits.shape == (1, 7) and torch.isfinite(logits).all()
+
+
+def test_train_streaming_names_a_bad_file_when_it_reads_it_exit_2(synthetic_dataset_dir, tmp_path, capsys):
+    folder = shutil.copytree(synthetic_dataset_dir, tmp_path / "data")
+    victim = Path(next(iter(load_fer_dataset(folder, streaming=True)["train"]))["thermal"])
+    victim.write_bytes(victim.read_bytes()[:60])
+    error = user_error(capsys, [
+        *TINY, "--dataset_dir", str(folder), "--output_dir", str(tmp_path / "run"),
+        "--mode", "combined", "--streaming", "--max_steps", "2",
+    ])  # fmt: skip
+    assert str(victim) in error and "--skip_bad_samples" in error
 
 
 def test_streaming_without_max_steps_is_one_line_and_exit_2(synthetic_dataset_dir, tmp_path, capsys):

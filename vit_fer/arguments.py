@@ -133,14 +133,18 @@ _json_object.__name__ = "JSON object"
 def user_errors(prog: str) -> Iterator[None]:
     """
     Ends the program as argparse does (`prog: error: message` on stderr, exit status 2, no traceback) on the errors
-    a user's input causes: a bad value, a missing or unusable file or folder, bad data. An error raised inside the
-    `Trainer` (training, evaluation) is a failure of the run, not of the input: it keeps its traceback.
+    a user's input causes: a bad value, a missing or unusable file or folder, bad data (also when streamed data is
+    found bad as the `Trainer` reads it). Any other error raised inside the `Trainer` (training, evaluation) is a
+    failure of the run, not of the input: it keeps its traceback.
     """
     try:
         yield
     # A config's own validation (`@strict` dataclasses) raises huggingface_hub's StrictDataclassError, not ValueError.
     except (ValueError, OSError, StrictDataclassError) as error:
-        if _raised_in_trainer(error):
+        from .data import BadDataError  # here, not at the top: only an error needs the data package
+
+        # A bad file of streamed data is found while the Trainer reads it, and is still the user's input.
+        if _raised_in_trainer(error) and not isinstance(error, BadDataError):
             raise
         if isinstance(error, StrictDataclassError) and error.__cause__ is not None:
             error = error.__cause__  # the validator's own message, without the dataclass machinery's wrapping
