@@ -128,7 +128,7 @@ def load_fer_dataset(
     if streaming and shuffle_buffer_size < 1:
         raise ValueError(f"`shuffle_buffer_size` must be a positive integer, got {shuffle_buffer_size}.")
     records, image_features, problem_type, source, source_name = _read_records(path_or_dataset, reading)
-    given = f"The splits {source_name} gives (its {split_column!r} column or split folders)"
+    given = f"The {split_column!r} column or split folders of {source_name}"
     indices, has_subject = _split_records(
         records, validation_size, test_size, seed, split_by_subject, problem_type, given
     )
