@@ -88,14 +88,15 @@ def test_folds_replace_the_split_the_data_gives(tmp_path, caplog):
     assert sorted(subject for fold in folds for subject in set(fold["test"]["subject"])) == [f"p{i}" for i in range(6)]
 
 
-def test_a_split_column_putting_a_subject_in_train_and_test_is_refused(tmp_path):
+@pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streaming"])
+def test_a_split_column_putting_a_subject_in_train_and_test_is_refused(tmp_path, streaming):
     rows = subject_rows(tmp_path, num_subjects=4)
     for row in rows:
         row["split"] = {"p0": "validation", "p1": "test"}.get(row["subject"], "train")
     rows[-1]["split"] = "test"  # one sample of p3 (a training subject) in test
     write_manifest(tmp_path, rows)
     with pytest.raises(ValueError, match=r"'split' column .*1 subject\(s\) in two splits \(p3 in train and test\)"):
-        load_fer_dataset(tmp_path)
+        load_fer_dataset(tmp_path, streaming=streaming)
     # An explicit image-level split stays possible.
     dataset = load_fer_dataset(tmp_path, split_by_subject=False)
     assert "p3" in dataset["test"]["subject"] and "p3" in dataset["train"]["subject"]
