@@ -244,7 +244,8 @@ class DataArguments:
     )
     shuffle_buffer_size: int = field(
         default=DEFAULT_SHUFFLE_BUFFER_SIZE,
-        metadata={"help": "With --streaming: samples (paths, not images) in the train split's shuffle buffer."},
+        metadata={"help": "With --streaming: samples in the train split's shuffle buffer (file paths, or a dataset's "
+                  "encoded images; never decoded tensors)."},
     )
     synthetic_dir: str = field(default="data", metadata={"help": "Where the synthetic benchmark is generated."})
     synthetic_num_samples: int = field(default=2000, metadata={"help": "Pairs in the synthetic benchmark."})
