@@ -30,7 +30,7 @@ $(DEMO_STAMP): pyproject.toml $(VENV_STAMP)
 	@echo "Installed vit-fer into $(VENV)."
 
 $(TEST_STAMP): pyproject.toml $(VENV_STAMP)
-	@echo "[3/3] Installing vit-fer with its test extras (pytest, selenium, gradio, onnx, onnxruntime)"
+	@echo "[3/3] Installing vit-fer with its test extras (pytest, pytest-xdist, selenium, gradio, onnx, onnxruntime, peft)"
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
 	touch $(TEST_STAMP) $(DEMO_STAMP)
 	@echo "Installed vit-fer and its test extras into $(VENV)."
@@ -38,8 +38,10 @@ $(TEST_STAMP): pyproject.toml $(VENV_STAMP)
 demo: $(DEMO_STAMP)
 	$(PYTHON) train.py
 
+# Two pytest workers (pytest-xdist), each test file on one worker so that its module fixtures are made once; every
+# test process runs torch on one thread (tests/conftest.py).
 test: $(TEST_STAMP)
-	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest tests
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -n 2 --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) outputs

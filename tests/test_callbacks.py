@@ -186,7 +186,9 @@ def test_gradient_gate_under_distributed_data_parallel(checkpoint, tmp_path):
     script.write_text(DDP_SCRIPT)
     tests_dir = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(script), str(checkpoint)]
+    # --standalone: a free port for the rendezvous (the default 29500 would collide with another launch).
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+               str(checkpoint)]  # fmt: skip
     result = subprocess.run([*command, str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
 
