@@ -1,6 +1,7 @@
 """Explanation maps: every architecture, the math of both methods, the user's model left as it was, the pipeline's
 `explain=True`, and `vit-fer explain` on a saved model loaded by remote code."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 from tiny_models import TINY_VIT, VARIANTS, make_inputs
 
+from vit_fer.cli import main
 from vit_fer.explain import METHODS, attention_rollout_from_attentions, explain, grad_cam_from_tokens
 from vit_fer.factory import create_multimodal_vit_model
 from vit_fer.inference import load_fer_pipeline
@@ -132,46 +134,74 @@ def test_pipeline_returns_maps_at_each_images_size(saved_fer_model, pair_files):
         classifier(pair_files, explain_label="fear")
 
 
-def test_explain_command_writes_the_overlay(saved_fer_model, pair_files, tmp_path):
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """`vit-fer ARGV` as the console script runs it (its `main`), in this process: the exit status and stderr."""
+    capsys.readouterr()
+    try:
+        status = main(argv)
+    except SystemExit as stop:  # argparse's own errors
+        status = stop.code
+    return status, capsys.readouterr().err
+
+
+def test_explain_command_writes_the_overlay(saved_fer_model, pair_files, tmp_path, capsys):
     output = tmp_path / "overlay.png"
-    command = [sys.executable, "-m", "vit_fer.cli", "explain", "--model", str(saved_fer_model("late-attention")),
-               "--rgb", pair_files["rgb"], "--thermal", pair_files["thermal"], "--output", str(output)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    status, error = run_cli(["explain", "--model", str(saved_fer_model("late-attention")), "--rgb", pair_files["rgb"],
+                             "--thermal", pair_files["thermal"], "--output", str(output)], capsys)  # fmt: skip
+    assert status == 0, error[-2000:]
     image = Image.open(output)
     assert image.size[0] > 600 and image.size[1] > 400
 
 
-@pytest.mark.parametrize("variant", ["early-concat", "mid-concat"])
-def test_maps_of_a_model_whose_class_comes_from_remote_code(saved_fer_model, variant, tmp_path):
-    folder = saved_fer_model(variant)
-    # The model is loaded as a Hub user loads it — the folder's own code, vit_fer not importable — then explained.
-    script = f"""
-import os, sys, torch
+REMOTE_CODE_VARIANTS = ["early-concat", "mid-concat"]
+# Each model is loaded as a Hub user loads it — the folder's own code, vit_fer not importable — then explained; one
+# fresh process for all of them.
+EXPLAIN_REMOTE_CODE = """
+import json, os, sys, torch
 sys.modules["vit_fer"] = None
 from transformers import AutoModelForImageClassification
-model = AutoModelForImageClassification.from_pretrained({str(folder)!r}, trust_remote_code=True)
-assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+models = {folder: AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True) for folder in sys.argv[1:]}
 del sys.modules["vit_fer"]
 from vit_fer.explain import explain
-inputs = {{name: torch.randn(2, 3, 32, 32) for name in ("pixel_values", "thermal_pixel_values")}}
-for method in ("grad_cam", "attention_rollout"):
-    maps = explain(model, **inputs, method=method).maps
-    assert set(maps) == {{"rgb", "thermal"}} and all(m.shape == (2, 32, 32) for m in maps.values()), method
-assert model.config._attn_implementation == "sdpa"
+results = {}
+for folder, model in models.items():
+    inputs = {name: torch.randn(2, 3, 32, 32) for name in ("pixel_values", "thermal_pixel_values")}
+    maps = {method: explain(model, **inputs, method=method).maps for method in ("grad_cam", "attention_rollout")}
+    results[folder] = {
+        "module": type(model).__module__,
+        "maps": {method: {modality: list(m.shape) for modality, m in found.items()} for method, found in maps.items()},
+        "attn_implementation": model.config._attn_implementation,
+    }
+print(json.dumps(results))
 """
-    environment = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=environment)
+
+
+@pytest.fixture(scope="module")
+def explained_from_remote_code(saved_fer_model, tmp_path_factory):
+    folders = [str(saved_fer_model(variant)) for variant in REMOTE_CODE_VARIANTS]
+    environment = {**os.environ, "HF_MODULES_CACHE": str(tmp_path_factory.mktemp("modules")), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", EXPLAIN_REMOTE_CODE, *folders], capture_output=True, text=True,
+                            timeout=300, env=environment)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("variant", REMOTE_CODE_VARIANTS)
+def test_maps_of_a_model_whose_class_comes_from_remote_code(saved_fer_model, variant, explained_from_remote_code):
+    result = explained_from_remote_code[str(saved_fer_model(variant))]
+    assert result["module"].startswith("transformers_modules"), result["module"]
+    for method in ("grad_cam", "attention_rollout"):
+        assert result["maps"][method] == {"rgb": [2, 32, 32], "thermal": [2, 32, 32]}, method
+    assert result["attn_implementation"] == "sdpa"
 
 
 @pytest.mark.parametrize(
     "arguments, message",
     [(["--output", "overlay.jpg"], "must be a .png"), (["--output", "o.png", "--label", "bored"], "explain_label")],
 )
-def test_explain_command_rejects_bad_arguments(saved_fer_model, pair_files, tmp_path, arguments, message):
-    command = [sys.executable, "-m", "vit_fer.cli", "explain", "--model", str(saved_fer_model("rgb")),
-               "--rgb", pair_files["rgb"], *arguments]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
-
+def test_explain_command_rejects_bad_arguments(saved_fer_model, pair_files, tmp_path, arguments, message, capsys,
+                                               monkeypatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    status, error = run_cli(["explain", "--model", str(saved_fer_model("rgb")), "--rgb", pair_files["rgb"], *arguments],
+                            capsys)  # fmt: skip
+    assert status == 2 and message in error and "Traceback" not in error

@@ -13,6 +13,7 @@ import pytest
 import torch
 from tiny_models import VARIANTS
 
+from vit_fer.cli import main
 from vit_fer.onnx_export import export_onnx
 
 
@@ -49,12 +50,7 @@ def test_export_writes_labels_and_processor_beside_the_graph_and_never_overwrite
 
     model_dir = saved_fer_model("early-concat")
     output = tmp_path / "export" / "fer.onnx"
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "vit_fer.cli", "export-onnx", str(model_dir), str(output)],
-        capture_output=True, text=True, env=environment,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert main(["export-onnx", str(model_dir), str(output)]) == 0
     for name in ("config.json", "preprocessor_config.json", "image_processing_vit_fer.py", "configuration_vit_fer.py"):
         assert (output.parent / name).read_bytes() == (model_dir / name).read_bytes()
     config = json.loads((output.parent / "config.json").read_text())
@@ -79,6 +75,7 @@ session = onnxruntime.InferenceSession({str(output)!r}, providers=["CPUExecution
 logits, = session.run(["logits"], {{name: inputs[name] for name in ("pixel_values", "thermal_pixel_values")}})
 print(config.id2label[int(logits[0].argmax())])
 """
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path)}
     served = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
     expected = load_fer_pipeline(model_dir)({"rgb": str(rgb), "thermal": str(thermal)}, top_k=1)
     assert served.stdout.strip() == expected["predictions"][0]["label"]

@@ -2,13 +2,12 @@
 `vit-fer evaluate` on a saved model."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from vit_fer.cli import main
 from vit_fer.data import load_fer_dataset
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 from vit_fer.inference import load_fer_pipeline
@@ -85,11 +84,12 @@ def test_a_thermal_model_gets_thermal_corruptions_only(saved_fer_model, test_spl
     assert "single-modality" in report["missing_modality"]["thermal"]["skipped"]
 
 
-def test_evaluate_command(saved_fer_model, synthetic_dataset_dir, tmp_path):
-    command = [sys.executable, "-m", "vit_fer.cli", "evaluate", "--model", str(saved_fer_model("mid-bottleneck")),
-               "--data", str(synthetic_dataset_dir), "--output_dir", str(tmp_path)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "misregistration 8" in result.stdout and "thermal missing" in result.stdout
+def test_evaluate_command(saved_fer_model, synthetic_dataset_dir, tmp_path, capsys):
+    # `vit-fer evaluate` as the console script runs it: its main, in this process.
+    status = main(["evaluate", "--model", str(saved_fer_model("mid-bottleneck")), "--data", str(synthetic_dataset_dir),
+                   "--output_dir", str(tmp_path)])  # fmt: skip
+    output = capsys.readouterr()
+    assert status == 0, output.err[-2000:]
+    assert "misregistration 8" in output.out and "thermal missing" in output.out
     report = json.loads((tmp_path / "robustness.json").read_text())
     assert report["num_samples"] > 0 and (tmp_path / "robustness.png").is_file()
