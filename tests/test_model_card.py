@@ -331,6 +331,25 @@ PUBLISH = textwrap.dedent(
     sys.exit(main(["publish", sys.argv[1], "someone/vit-fer-test", *sys.argv[2:]]))
     """
 )
+# `vit-fer publish FOLDER REPO` and then the same with --write_card, in one fresh process (huggingface_hub reads the
+# environment when imported): each call's exit status and the last line it wrote to stderr.
+PUBLISH_TWICE = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from vit_fer.cli import main
+    results = []
+    for extra in ([], ["--write_card"]):
+        error = io.StringIO()
+        with contextlib.redirect_stderr(error):
+            try:
+                status = main(["publish", sys.argv[1], "someone/vit-fer-test", *extra])
+            except SystemExit as stop:  # what the interpreter does with it: a message is printed, status 1
+                status = 1 if isinstance(stop.code, str) else stop.code
+                print(stop.code, file=sys.stderr)
+        results.append({"status": status, "stderr": error.getvalue()})
+    print(json.dumps(results))
+    """
+)
 
 
 @pytest.mark.parametrize(
@@ -350,20 +369,23 @@ def test_publish_fails_clearly_without_the_hub_and_changes_nothing(environment, 
     shutil.copytree(late_fusion_run[0], folder)
     (folder / "README.md").write_text("# My hand-edited card\n")
     before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
-    for extra in ([], ["--write_card"]):
-        completed = subprocess.run(
-            [sys.executable, "-c", PUBLISH, str(folder), *extra],
-            capture_output=True,
-            text=True,
-            # An empty HF_HOME: no stored token, whatever this machine has.
-            env={**SUBPROCESS_ENV, "HF_HOME": str(tmp_path / "hf-home"), **environment},
-            timeout=300,
-        )
-        assert completed.returncode == 1
-        last_line = completed.stderr.strip().splitlines()[-1]
-        assert last_line.startswith("vit-fer publish: Cannot publish") and message in last_line, completed.stderr[-2000:]
-        # The upload was never attempted: the hand-edited card and every other file are as they were.
-        assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
+    completed = subprocess.run(
+        [sys.executable, "-c", PUBLISH_TWICE, str(folder)],
+        capture_output=True,
+        text=True,
+        # An empty HF_HOME: no stored token, whatever this machine has.
+        env={**SUBPROCESS_ENV, "HF_HOME": str(tmp_path / "hf-home"), **environment},
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert len(results) == 2  # without and with --write_card
+    for result in results:
+        assert result["status"] == 1
+        last_line = result["stderr"].strip().splitlines()[-1]
+        assert last_line.startswith("vit-fer publish: Cannot publish") and message in last_line, result["stderr"][-2000:]
+    # The upload was never attempted: the hand-edited card and every other file are as they were.
+    assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
 
 
 def test_publish_of_an_incomplete_folder_is_refused_in_one_line(late_fusion_run, tmp_path):
