@@ -428,3 +428,13 @@ def test_card_usage_snippet_runs_without_vit_fer(saved_fer_model, tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     labels = json.loads((folder / "config.json").read_text())["id2label"].values()
     assert completed.stdout.strip().splitlines()[-1] in labels
+
+
+def test_the_license_every_card_states_is_the_one_the_project_ships():
+    """Cards and pyproject say Apache-2.0: the repository carries that license's full text."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "LICENSE").read_text()
+    assert " ".join(text.split()[:4]) == "Apache License Version 2.0,"
+    assert "TERMS AND CONDITIONS FOR USE" in text and "END OF TERMS AND CONDITIONS" in text
+    assert re.search(r'^license = "Apache-2.0"$', (root / "pyproject.toml").read_text(), re.MULTILINE)
+    assert build_parser().parse_args(["card", str(root)]).license == "apache-2.0"  # the cards' default
