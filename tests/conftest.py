@@ -8,6 +8,7 @@ Fixtures (stable names, used across the test suite):
   image processor and returns the folder (one folder per variant for the session).
 """
 
+import gc
 import os
 import tempfile
 
@@ -28,6 +29,14 @@ from tiny_models import TINY_VIT, VARIANTS, write_tiny_vit  # noqa: E402
 from vit_fer.factory import create_multimodal_vit_model  # noqa: E402
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor  # noqa: E402
 from vit_fer.synthetic import synthesize_dataset  # noqa: E402
+
+
+def pytest_collection_finish(session):
+    """Moves what the imports and the collection made (torch, transformers, Gradio: half a million objects) out of the
+    garbage collector's sight: accelerate and the Trainer call `gc.collect()` at every training run, and each of those
+    full collections would traverse all of it again (about a fifth of test_train.py's time). It changes no test: the
+    frozen objects live for the whole session anyway."""
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")

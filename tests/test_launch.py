@@ -28,21 +28,6 @@ def synthetic_folders(root: Path) -> list[str]:
     return sorted(path.name for path in root.iterdir() if not path.name.endswith(".lock"))
 
 
-def test_torchrun_on_cpu_without_flags_trains_one_distributed_model(tmp_path):
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        str(ROOT / "train.py"), *TINY_SYNTHETIC, "--synthetic_dir", str(tmp_path / "data"),
-        "--output_dir", str(tmp_path / "run"),
-    ]  # fmt: skip
-    completed = subprocess.run(command, cwd=tmp_path, env=ENVIRONMENT, capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    assert "distributed training on CPU over gloo" in completed.stderr
-    run_config = json.loads((tmp_path / "run" / "run_config.json").read_text())
-    assert run_config["hardware"].startswith("2 process")
-    assert run_config["training"]["ddp_backend"] == "gloo"
-    assert synthetic_folders(tmp_path / "data") == ["synthetic-fer-200-32px-seed0"]
-
-
 def test_a_backend_that_needs_gpus_stops_with_the_flags_to_add(tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -53,23 +38,6 @@ def test_a_backend_that_needs_gpus_stops_with_the_flags_to_add(tmp_path):
     assert completed.returncode != 0
     assert "add --use_cpu --ddp_backend gloo" in completed.stderr
     assert not (tmp_path / "data").exists()
-
-
-def test_separate_runs_started_together_generate_the_synthetic_data_once(tmp_path):
-    processes = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "train.py"), *TINY_SYNTHETIC, "--synthetic_dir", str(tmp_path / "data"),
-             "--output_dir", str(tmp_path / f"run{index}"), "--max_steps", "1"],
-            cwd=tmp_path, env=ENVIRONMENT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        for index in range(2)
-    ]
-    for process in processes:
-        _, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr[-4000:]
-    assert synthetic_folders(tmp_path / "data") == ["synthetic-fer-200-32px-seed0"]
-    manifests = [json.loads((tmp_path / f"run{index}" / "run_config.json").read_text()) for index in range(2)]
-    assert manifests[0]["dataset_name"] == manifests[1]["dataset_name"]
 
 
 # Progressive unfreezing (head only, then the top layer, then the whole encoders) of a late-fusion model trained with
@@ -119,7 +87,39 @@ def run_metrics(folder: Path) -> dict[str, float]:
             if not key.endswith(("_loss", "_runtime", "_per_second"))}  # fmt: skip
 
 
-def test_two_processes_train_the_model_one_process_trains_with_the_same_global_batch(tmp_path):
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """Two runs started together on the same synthetic data folder, which neither finds: torchrun
+    --nproc_per_node 2 without --use_cpu / --ddp_backend ("two", 2 × 10 per batch) and a plain `python` run ("one",
+    1 × 20). Returns their folder and each run's stderr. Every test below reads these three processes' results:
+    launching them costs more than all the checks together."""
+    root = tmp_path_factory.mktemp("launch")
+    runs = {"two": start_recorded_run(root, "two", 2, 10), "one": start_recorded_run(root, "one", 1, 20)}
+    stderr = {}
+    for name, run in runs.items():
+        stderr[name] = run.communicate(timeout=900)[1]
+        assert run.returncode == 0, stderr[name][-4000:]
+    return root, stderr
+
+
+def test_torchrun_on_cpu_without_flags_trains_one_distributed_model(launched):
+    root, stderr = launched
+    assert "distributed training on CPU over gloo" in stderr["two"]
+    run_config = json.loads((root / "two" / "run" / "run_config.json").read_text())
+    assert run_config["hardware"].startswith("2 process")
+    assert run_config["training"]["ddp_backend"] == "gloo"
+
+
+def test_separate_runs_started_together_generate_the_synthetic_data_once(launched):
+    """Three processes (torchrun's two and the plain run) asked for the same default synthetic data at once: one
+    generated it, the others waited and read it."""
+    root, _ = launched
+    assert synthetic_folders(root / "data") == ["synthetic-fer-200-32px-seed0"]
+    manifests = [json.loads((root / name / "run" / "run_config.json").read_text()) for name in ("one", "two")]
+    assert manifests[0]["dataset_name"] == manifests[1]["dataset_name"]
+
+
+def test_two_processes_train_the_model_one_process_trains_with_the_same_global_batch(launched):
     """torchrun --nproc_per_node 2, progressive unfreezing with modality dropout: both processes hold the same weights
     at every epoch and at the end, release the same encoder units at the same steps, keep frozen units unchanged —
     and train what one process trains with the same global batch (2 × 10 against 1 × 20) and seed.
@@ -129,10 +129,7 @@ def test_two_processes_train_the_model_one_process_trains_with_the_same_global_b
     (tests/recorded_train.py). What remains is floating-point: the gradients are averaged over two half-batches and
     an all-reduce instead of one batch, which moves weights by about 1e-7 per step; the tolerances are 100 times
     what 15 steps gave."""
-    runs = {"two": start_recorded_run(tmp_path, "two", 2, 10), "one": start_recorded_run(tmp_path, "one", 1, 20)}
-    for run in runs.values():
-        _, stderr = run.communicate(timeout=900)
-        assert run.returncode == 0, stderr[-4000:]
+    tmp_path, _ = launched
     (record0, weights0), (record1, weights1) = (read_record(tmp_path / "two" / "record", rank) for rank in (0, 1))
     single, single_weights = read_record(tmp_path / "one" / "record", 0)
     assert (record0["world_size"], record1["world_size"], single["world_size"]) == (2, 2, 1)

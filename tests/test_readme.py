@@ -1,7 +1,8 @@
-"""The README's Python blocks run as written, offline, each in a fresh process in a folder holding what the README
-says it holds (a saved model in outputs/demo, face.jpg / face.png, a model folder at the Hub-style path
+"""The README's Python blocks run as written, offline, each as a fresh `__main__` module (one interpreter runs them in
+turn), in a folder holding what the README says it holds (a saved model in outputs/demo, face.jpg / face.png, a model folder at the Hub-style path
 you/vit-fer-late, and for the ONNX block the demo model exported to onnx/). The test fails when a block is added or changed so that it no longer runs."""
 
+import json
 import os
 import re
 import shutil
@@ -25,29 +26,52 @@ def block_id(block: str) -> str:
     return re.sub(r"\W+", "-", first)[:40]
 
 
-@pytest.fixture
-def readers_folder(tmp_path, saved_fer_model):
-    shutil.copytree(saved_fer_model("early-concat"), tmp_path / "outputs" / "demo")
-    shutil.copytree(saved_fer_model("late-attention"), tmp_path / "you" / "vit-fer-late")
-    Image.new("RGB", (40, 40), (180, 120, 100)).save(tmp_path / "face.jpg")
-    Image.new("L", (40, 40), 140).save(tmp_path / "face.png")
-    return tmp_path
+# Runs each block given on the command line in order, each as a fresh `__main__` module (none sees another's names),
+# from the reader's folder, and writes one line per block: "ok" or the block's traceback.
+RUN_BLOCKS = """
+import json, os, sys, traceback, types
+folder, report, blocks = sys.argv[1], sys.argv[2], json.loads(sys.stdin.read())
+with open(report, "w") as out:
+    for block in blocks:
+        os.chdir(folder)
+        sys.modules["__main__"] = module = types.ModuleType("__main__")
+        try:
+            exec(compile(block, "<README block>", "exec"), module.__dict__)
+        except BaseException:
+            out.write(json.dumps(traceback.format_exc()) + "\\n")
+        else:
+            out.write(json.dumps("ok") + "\\n")
+        out.flush()
+"""
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[block_id(block) for block in BLOCKS])
-def test_readme_python_block_runs_offline(block, readers_folder):
-    if "onnxruntime.InferenceSession" in block:
-        # Exported here rather than for every block: the export takes seconds.
-        from vit_fer.onnx_export import export_onnx
+@pytest.fixture(scope="module")
+def readers_folder(tmp_path_factory, saved_fer_model) -> Path:
+    """The folder the README's reader works in, after every block ran there, in one interpreter: a fresh process per
+    block would spend most of its time importing torch and transformers again."""
+    folder = tmp_path_factory.mktemp("reader")
+    shutil.copytree(saved_fer_model("early-concat"), folder / "outputs" / "demo")
+    shutil.copytree(saved_fer_model("late-attention"), folder / "you" / "vit-fer-late")
+    Image.new("RGB", (40, 40), (180, 120, 100)).save(folder / "face.jpg")
+    Image.new("L", (40, 40), 140).save(folder / "face.png")
+    # The ONNX block reads the demo model exported to onnx/, as the README's export command writes it.
+    from vit_fer.onnx_export import export_onnx
 
-        export_onnx(readers_folder / "outputs" / "demo", readers_folder / "onnx" / "model.onnx")
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-                   "HF_MODULES_CACHE": str(readers_folder / "modules")}  # fmt: skip
+    export_onnx(folder / "outputs" / "demo", folder / "onnx" / "model.onnx")
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(folder / "modules")}
     completed = subprocess.run(
-        [sys.executable, "-c", block], cwd=readers_folder, capture_output=True, text=True, env=environment, timeout=600
-    )
+        [sys.executable, "-c", RUN_BLOCKS, str(folder), str(folder / "blocks.jsonl")], input=json.dumps(BLOCKS),
+        cwd=folder, capture_output=True, text=True, env=environment, timeout=900,
+    )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
-    if "trainer.save_model()" in block:
+    return folder
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[block_id(block) for block in BLOCKS])
+def test_readme_python_block_runs_offline(index, readers_folder):
+    outcomes = [json.loads(line) for line in (readers_folder / "blocks.jsonl").read_text().splitlines()]
+    assert outcomes[index] == "ok", f"README block {index + 1}:\n{BLOCKS[index]}\n{outcomes[index]}"
+    if "trainer.save_model()" in BLOCKS[index]:
         # The README's next step: the card of the folder the user's own Trainer wrote.
         folder = readers_folder / "outputs" / "my-trainer-run"
         assert main(["card", str(folder)]) == 0
