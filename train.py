@@ -608,7 +608,7 @@ def train(
         if data_args.streaming:
             logger.info("Streamed data: no test overlays or robustness report (they need random access to the test "
                         "split); run `vit-fer explain` / `vit-fer evaluate` on the saved model.")
-        elif "test" in dataset and classes:
+        elif "test" in dataset and classes and training_args.test_reports:
             # Where the model looked, and how it holds up under degraded inputs, on samples it never saw.
             classifier = FERPipeline(model=trainer.model, image_processor=image_processor)
             write_test_overlays(classifier, dataset["test"], output_dir)

@@ -19,6 +19,7 @@ TINY = [
     "--num_attention_heads", "4", "--intermediate_size", "64", "--mode", "rgb", "--num_train_epochs", "1",
     "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
     "--learning_rate", "1e-3", "--logging_steps", "2", "--disable_tqdm", "true", "--seed", "7",
+    "--test_reports", "false",
 ]  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 RUN = [
     "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--learning_rate", "1e-3",
     "--logging_steps", "2", "--disable_tqdm", "true", "--seed", "7", "--num_train_epochs", "1",
+    "--test_reports", "false",
 ]  # fmt: skip
 FROM_SCRATCH = [
     "--image_size", "32", "--patch_size", "8", "--hidden_size", "32", "--num_hidden_layers", "2",

@@ -17,7 +17,7 @@ TINY = [
     "--image_size", "32", "--patch_size", "8", "--hidden_size", "32", "--num_hidden_layers", "2",
     "--num_attention_heads", "4", "--intermediate_size", "64", "--per_device_train_batch_size", "8",
     "--per_device_eval_batch_size", "16", "--learning_rate", "1e-3", "--disable_tqdm", "true", "--seed", "7",
-    "--num_train_epochs", "1", "--mode", "combined", "--fusion_strategy", "late",
+    "--num_train_epochs", "1", "--mode", "combined", "--fusion_strategy", "late", "--test_reports", "false",
 ]  # fmt: skip
 # Valence and arousal of each expression (a circumplex placement), for regression targets.
 CIRCUMPLEX = {"angry": (-0.6, 0.8), "disgust": (-0.7, 0.3), "fear": (-0.6, 0.7), "happy": (0.8, 0.5),

@@ -24,7 +24,8 @@ from vit_fer.output_dir import run_files
 
 # The tiny model's sizes, trained as train.py does, with LoRA.
 TINY = [*(token for key, value in TINY_VIT.items() for token in (f"--{key}", str(value))), "--strategy", "lora",
-        "--learning_rate", "1e-2", "--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--seed", "5"]
+        "--learning_rate", "1e-2", "--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--seed", "5",
+        "--test_reports", "false"]
 MID_CROSS_ATTENTION = ["--mode", "combined", "--fusion_strategy", "mid", "--fusion_layer", "1",
                        "--fusion_type", "cross_attention"]  # fmt: skip
 

@@ -17,7 +17,9 @@ from vit_fer.cli import main
 from vit_fer.onnx_export import export_onnx
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+# Every architecture and fusion design; "thermal" is left out: the same class and graph as "rgb", only the config's
+# modality differs (each export takes seconds).
+@pytest.mark.parametrize("variant", [variant for variant in VARIANTS if variant != "thermal"])
 def test_onnxruntime_logits_match_pytorch(saved_fer_model, variant, tmp_path):
     from transformers import AutoModelForImageClassification
 
@@ -27,7 +29,7 @@ def test_onnxruntime_logits_match_pytorch(saved_fer_model, variant, tmp_path):
     model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [node.name for node in session.get_inputs()]
-    assert names == (["pixel_values"] if variant in ("rgb", "thermal") else ["pixel_values", "thermal_pixel_values"])
+    assert names == (["pixel_values"] if variant == "rgb" else ["pixel_values", "thermal_pixel_values"])
     generator = torch.Generator().manual_seed(1)
     for batch_size in (1, 5):  # the export traced batch 2: the batch axis is dynamic
         inputs = {name: torch.randn(batch_size, 3, 32, 32, generator=generator) for name in names}

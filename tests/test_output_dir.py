@@ -21,7 +21,7 @@ TINY = [
     "--image_size", "32", "--patch_size", "8", "--hidden_size", "32", "--num_hidden_layers", "2",
     "--num_attention_heads", "4", "--intermediate_size", "64", "--per_device_train_batch_size", "8",
     "--per_device_eval_batch_size", "16", "--learning_rate", "1e-3", "--logging_steps", "2", "--disable_tqdm", "true",
-    "--seed", "7", "--mode", "rgb",
+    "--seed", "7", "--mode", "rgb", "--test_reports", "false",
 ]  # fmt: skip
 
 

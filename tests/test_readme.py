@@ -1,6 +1,7 @@
 """The README's Python blocks run as written, offline, each as a fresh `__main__` module (one interpreter runs them in
-turn), in a folder holding what the README says it holds (a saved model in outputs/demo, face.jpg / face.png, a model folder at the Hub-style path
-you/vit-fer-late, and for the ONNX block the demo model exported to onnx/). The test fails when a block is added or changed so that it no longer runs."""
+turn), in a folder holding what the README says it holds (a saved model in outputs/demo, face.jpg / face.png, a model
+folder at the Hub-style path you/vit-fer-late, and for the ONNX block the demo model exported to onnx/). The test
+fails when a block is added or changed so that it no longer runs."""
 
 import json
 import os
@@ -58,7 +59,8 @@ def readers_folder(tmp_path_factory, saved_fer_model) -> Path:
     from vit_fer.onnx_export import export_onnx
 
     export_onnx(folder / "outputs" / "demo", folder / "onnx" / "model.onnx")
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(folder / "modules")}
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                   "HF_MODULES_CACHE": str(folder / "modules")}  # fmt: skip
     completed = subprocess.run(
         [sys.executable, "-c", RUN_BLOCKS, str(folder), str(folder / "blocks.jsonl")], input=json.dumps(BLOCKS),
         cwd=folder, capture_output=True, text=True, env=environment, timeout=900,

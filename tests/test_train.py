@@ -101,9 +101,9 @@ def test_train_writes_a_complete_evaluated_model_folder(data_dir, tmp_path, stra
 
 def test_classifier_only_leaves_the_backbone_untouched(data_dir, tmp_path):
     train.main(arguments(data_dir, tmp_path / "a", "--num_train_epochs", "1", "--strategy", "classifier_only",
-                         "--seed", "11"))  # fmt: skip
+                         "--seed", "11", "--test_reports", "false"))  # fmt: skip
     train.main(arguments(data_dir, tmp_path / "b", "--num_train_epochs", "2", "--strategy", "classifier_only",
-                         "--seed", "11"))  # fmt: skip
+                         "--seed", "11", "--test_reports", "false"))  # fmt: skip
     first, second = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     backbone = [key for key in first if key.startswith("vit.")]
     head = [key for key in first if key.startswith("classifier.")]
@@ -111,11 +111,24 @@ def test_classifier_only_leaves_the_backbone_untouched(data_dir, tmp_path):
     assert not all(torch.equal(first[key], second[key]) for key in head)
 
 
+def test_test_reports_false_skips_the_overlays_and_the_robustness_report_only(data_dir, tmp_path):
+    output_dir = tmp_path / "run"
+    train.main(arguments(data_dir, output_dir, "--num_train_epochs", "1", "--test_reports", "false"))
+    assert not (output_dir / "explanations").exists()
+    assert not (output_dir / "robustness.json").exists() and not (output_dir / "robustness.png").exists()
+    for name in ("model.safetensors", "test_results.json", "confusion_matrix.png", "reliability_diagram.png"):
+        assert (output_dir / name).is_file(), name
+    card = (output_dir / "README.md").read_text()
+    assert "(reliability_diagram.png)" in card
+    assert "(explanations/" not in card and "(robustness.png)" not in card
+
+
 def test_resume_after_sigkill_matches_an_uninterrupted_run(data_dir, tmp_path):
     """The run killed is a real train.py process; the resumed and the uninterrupted runs call train.py's main in
     this process (the same code after the interpreter starts), with the same number of torch threads."""
     run_arguments = arguments(data_dir, tmp_path / "interrupted", "--num_train_epochs", "6", "--mode", "combined",
-                              "--fusion_strategy", "late", "--save_total_limit", "3")  # fmt: skip
+                              "--fusion_strategy", "late", "--save_total_limit", "3",
+                              "--test_reports", "false")  # fmt: skip
     process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *run_arguments], cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 240
@@ -206,7 +219,7 @@ def test_two_processes_with_progressive_unfreezing_stay_in_sync_under_accelerate
     script_arguments = arguments(
         data_dir, tmp_path / "run", "--num_train_epochs", "3", "--strategy", "progressive", "--head_only_epochs", "1",
         "--layers_per_stage", "1", "--mode", "combined", "--fusion_strategy", "late", "--modality_dropout", "0.3",
-        "--use_cpu", "--ddp_backend", "gloo",
+        "--use_cpu", "--ddp_backend", "gloo", "--test_reports", "false",
     )  # fmt: skip
     # accelerate's multi-process launcher is its `--multi_gpu` one; `--use_cpu` keeps train.py on the CPU.
     prefix = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
@@ -296,7 +309,7 @@ def test_a_run_without_output_dir_gets_its_own_folder_named_after_its_design(dat
     (tmp_path / "outputs" / "demo").mkdir(parents=True)  # the demo's folder, which a user's own run must not touch
     train.main([*TINY, "--dataset_dir", str(data_dir), "--mode", "combined", "--fusion_strategy", "late",
                 "--fusion_type", "attention", "--max_steps", "2", "--save_strategy", "no",
-                "--load_best_model_at_end", "false"])  # fmt: skip
+                "--load_best_model_at_end", "false", "--test_reports", "false"])  # fmt: skip
     folders = sorted(path.name for path in (tmp_path / "outputs").iterdir())
     assert folders[0] == "demo" and len(folders) == 2
     assert re.fullmatch(r"late-attention-\d{8}-\d{6}", folders[1])

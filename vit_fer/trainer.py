@@ -83,6 +83,16 @@ class FERTrainingArguments(TrainingArguments):
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without improvement of the best metric."}
     )
+    test_reports: bool = field(
+        default=True,
+        metadata={
+            "help": "After training, write overlays of three test pairs with their explanation maps (explanations/) "
+            "and the robustness report (robustness.json, robustness.png): the report evaluates the test split "
+            "again for each modality missing and each corruption at each of its severities, which takes minutes "
+            "on a large test split. false skips both (sweeps, cross-validation); `vit-fer explain` and `vit-fer "
+            "evaluate` write them for the saved model later."
+        },
+    )
     write_space: bool = field(
         default=False,
         metadata={"help": "Also write a Gradio Space for the model to OUTPUT_DIR/space (needs --hub_model_id)."},
