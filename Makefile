@@ -42,7 +42,7 @@ demo: $(DEMO_STAMP)
 # test process runs torch on one thread (tests/conftest.py). Three, not two, on 2 cores: beside another busy process
 # three workers get 1.5 cores of the 2 where two get 1.33, and the last big file's tail is shorter.
 test: $(TEST_STAMP)
-	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -n 3 --dist loadfile tests
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -n 3 --dist loadfile --no-loadscope-reorder tests
 
 clean:
 	rm -rf $(VENV) outputs

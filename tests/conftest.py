@@ -31,6 +31,13 @@ from vit_fer.image_processing_vit_fer import ViTFERImageProcessor  # noqa: E402
 from vit_fer.synthetic import synthesize_dataset  # noqa: E402
 
 
+def pytest_collection_modifyitems(items):
+    """Modules marked `end_to_end` (they train, export or start processes: seconds per test) run first, in their
+    order, then the others. `make test` hands whole modules to its workers in this order (`--dist loadfile
+    --no-loadscope-reorder`): started last, one long module would leave the other workers idle while it finishes."""
+    items.sort(key=lambda item: item.get_closest_marker("end_to_end") is None)
+
+
 def pytest_collection_finish(session):
     """Moves what the imports and the collection made (torch, transformers, Gradio: half a million objects) out of the
     garbage collector's sight: accelerate and the Trainer call `gc.collect()` at every training run, and each of those

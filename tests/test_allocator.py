@@ -14,9 +14,12 @@ from vit_fer.allocator import set_malloc_policy
 from vit_fer.trainer import FERTrainingArguments
 
 
-pytestmark = pytest.mark.skipif(
-    platform.libc_ver()[0] != "glibc", reason="malloc policies are set through glibc's mallopt, which this libc lacks"
-)
+pytestmark = [
+    pytest.mark.end_to_end,
+    pytest.mark.skipif(
+        platform.libc_ver()[0] != "glibc", reason="malloc policies are set through glibc's mallopt, which this libc lacks"
+    ),
+]
 
 BLOCK_MIB = 64
 

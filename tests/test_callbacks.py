@@ -19,6 +19,9 @@ from vit_fer.callbacks import ProgressiveUnfreezingCallback
 from vit_fer.optimization import get_optimizer_and_scheduler, parameter_units
 
 
+pytestmark = pytest.mark.end_to_end
+
+
 NUM_LAYERS = TINY_VIT["num_hidden_layers"]
 EPOCHS, SAMPLES, BATCH_SIZE = 3, 8, 4
 # Head alone in epoch 0, then the top layer (with the final layernorm), then the rest with the embeddings.

@@ -14,6 +14,9 @@ from train_script import train, user_error
 from vit_fer.data import fold_indices, load_fer_dataset, load_fer_folds
 
 
+pytestmark = pytest.mark.end_to_end
+
+
 TINY = [
     "--image_size", "32", "--patch_size", "8", "--hidden_size", "32", "--num_hidden_layers", "2",
     "--num_attention_heads", "4", "--intermediate_size", "64", "--mode", "rgb", "--num_train_epochs", "1",

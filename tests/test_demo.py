@@ -21,6 +21,9 @@ import pytest
 import yaml
 
 
+pytestmark = pytest.mark.end_to_end
+
+
 ROOT = Path(__file__).resolve().parents[1]
 HUB_ID = "vit-fer-tests/tiny-late-attention"
 STARTUP_SECONDS = 180
@@ -54,7 +57,7 @@ def trained_model_dir(demo_dataset_dir, tmp_path_factory):
             "--fusion_strategy", "late", "--fusion_type", "attention", "--num_train_epochs", "12",
             "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--disable_tqdm", "true",
             "--save_strategy", "no", "--eval_strategy", "no", "--load_best_model_at_end", "false",
-            "--write_space", "--hub_model_id", HUB_ID,
+            "--write_space", "--hub_model_id", HUB_ID, "--test_reports", "false",
         ]
     )  # fmt: skip
     # A model trained for seconds knows next to nothing, and the temperature fitted on its few validation samples is
@@ -104,7 +107,7 @@ def _serve(command: list[str], log: Path, cwd: Path, port: int, env: dict[str, s
                 if response.status == 200:
                     return process
         except OSError:
-            time.sleep(1)
+            time.sleep(0.25)
     process.kill()
     pytest.fail(f"{command} did not answer on port {port} within {STARTUP_SECONDS} s:\n{log.read_text()}")
 

@@ -17,6 +17,9 @@ from vit_fer import create_multimodal_vit_model, synthesize_dataset
 from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
 
 
+pytestmark = pytest.mark.end_to_end
+
+
 RUN = [
     "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--learning_rate", "1e-3",
     "--logging_steps", "2", "--disable_tqdm", "true", "--seed", "7", "--num_train_epochs", "1",

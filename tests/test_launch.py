@@ -14,6 +14,9 @@ from safetensors.torch import load_file
 from train_script import train
 
 
+pytestmark = pytest.mark.end_to_end
+
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SYNTHETIC = [
     "--image_size", "32", "--patch_size", "8", "--hidden_size", "32", "--num_hidden_layers", "2",

@@ -22,6 +22,8 @@ from vit_fer.optimization import get_parameter_groups
 from vit_fer.output_dir import run_files
 
 
+pytestmark = pytest.mark.end_to_end
+
 # The tiny model's sizes, trained as train.py does, with LoRA.
 TINY = [*(token for key, value in TINY_VIT.items() for token in (f"--{key}", str(value))), "--strategy", "lora",
         "--learning_rate", "1e-2", "--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--seed", "5",

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import matplotlib
 
-
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
@@ -38,6 +37,9 @@ from vit_fer.model_card import (
     source_url,
     write_model_card,
 )
+
+
+pytestmark = pytest.mark.end_to_end
 
 
 BASE_CHECKPOINT = "google/vit-base-patch16-224-in21k"

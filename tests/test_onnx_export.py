@@ -17,6 +17,9 @@ from vit_fer.cli import main
 from vit_fer.onnx_export import export_onnx
 
 
+pytestmark = pytest.mark.end_to_end
+
+
 # Every architecture and fusion design; "thermal" is left out: the same class and graph as "rgb", only the config's
 # modality differs (each export takes seconds).
 @pytest.mark.parametrize("variant", [variant for variant in VARIANTS if variant != "thermal"])

@@ -16,6 +16,8 @@ import pytest
 from train_script import ROOT, train, user_error
 
 
+pytestmark = pytest.mark.end_to_end
+
 
 TINY = [
     "--image_size", "32", "--patch_size", "8", "--hidden_size", "32", "--num_hidden_layers", "2",

@@ -18,6 +18,9 @@ from PIL import Image
 from vit_fer.cli import main
 
 
+pytestmark = pytest.mark.end_to_end
+
+
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
 

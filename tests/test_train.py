@@ -18,6 +18,9 @@ from safetensors.torch import load_file
 from train_script import user_error
 
 
+pytestmark = pytest.mark.end_to_end
+
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("train", ROOT / "train.py")
 train = importlib.util.module_from_spec(_spec)

@@ -16,6 +16,9 @@ from vit_fer.inference import FERPipeline, load_fer_pipeline
 from vit_fer.pipeline_vit_fer import FERClassificationPipeline
 
 
+pytestmark = pytest.mark.end_to_end
+
+
 HUB_USER = textwrap.dedent(
     """
     import json, sys
