@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from train_script import ROOT, train, user_error
 
+from vit_fer.output_dir import OutputDirError, resolve_resume
+
 
 pytestmark = pytest.mark.end_to_end
 
@@ -113,19 +115,40 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(synthetic_datase
     assert blocker.read_text() == "a file where the folder should go"
 
 
-def test_resume_true_with_only_an_incomplete_checkpoint_starts_from_scratch(synthetic_dataset_dir, tmp_path, caplog):
-    # A run killed while writing its first checkpoint leaves a folder without trainer_state.json (written last).
+# A run killed while writing its first checkpoint leaves a folder without trainer_state.json (written last), or with
+# the file created but empty or cut short (the Trainer writes it in place).
+CUT_SHORT_STATE = '{\n  "best_global_step": 5,\n  "best_metric": 0.1'
+
+
+@pytest.mark.parametrize("state", [None, "", CUT_SHORT_STATE], ids=["none", "empty", "cut-short"])
+def test_resume_true_with_only_an_incomplete_checkpoint_starts_from_scratch(
+    synthetic_dataset_dir, tmp_path, caplog, state
+):
     output_dir = tmp_path / "run"
     partial = output_dir / "checkpoint-5"
     partial.mkdir(parents=True)
     (partial / "model.safetensors").write_bytes(b"\0" * 100)
+    if state is not None:
+        (partial / "trainer_state.json").write_text(state)
     with caplog.at_level(logging.WARNING, logger="vit_fer.output_dir"):
         metrics = train.main(
             arguments(synthetic_dataset_dir, output_dir, "--num_train_epochs", "1", "--resume_from_checkpoint", "true")
         )
     assert "holds only incomplete checkpoints" in caplog.text and "starting from scratch" in caplog.text
     assert metrics["train_loss"] > 0
-    assert not partial.exists() or (partial / "trainer_state.json").is_file()
+    assert not partial.exists() or json.loads((partial / "trainer_state.json").read_text())
+
+
+def test_resume_true_skips_a_checkpoint_whose_state_was_cut_short(tmp_path):
+    """Killed while the Trainer wrote checkpoint-4's trainer_state.json: the run resumes from checkpoint-2, which the
+    Trainer deletes only once a newer checkpoint is complete."""
+    output_dir = tmp_path / "run"
+    for step, state in ((2, json.dumps({"global_step": 2})), (4, CUT_SHORT_STATE)):
+        (output_dir / f"checkpoint-{step}").mkdir(parents=True)
+        (output_dir / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert resolve_resume(output_dir, "true", overwrite_output_dir=False) == (str(output_dir / "checkpoint-2"), [])
+    with pytest.raises(OutputDirError, match="checkpoint-4 is not a complete checkpoint folder"):
+        resolve_resume(output_dir, str(output_dir / "checkpoint-4"), overwrite_output_dir=False)
 
 
 def test_resume_false_means_no_resumption(synthetic_dataset_dir, tmp_path, capsys):

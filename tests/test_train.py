@@ -17,6 +17,8 @@ import torch
 from safetensors.torch import load_file
 from train_script import user_error
 
+from vit_fer.trainer import checkpoint_is_complete
+
 
 pytestmark = pytest.mark.end_to_end
 
@@ -135,7 +137,9 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(data_dir, tmp_path):
     process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *run_arguments], cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 240
-    while not list((tmp_path / "interrupted").glob("checkpoint-*/trainer_state.json")):
+    # Killed once a checkpoint is complete (its trainer_state.json, written last, whole), perhaps while it writes the
+    # next one: the resumed run must continue from the last complete checkpoint.
+    while not any(checkpoint_is_complete(path) for path in (tmp_path / "interrupted").glob("checkpoint-*")):
         assert process.poll() is None, process.stderr.read().decode()[-3000:]
         assert time.monotonic() < deadline, "no checkpoint written in time"
         time.sleep(0.02)

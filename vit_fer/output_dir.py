@@ -255,7 +255,7 @@ def resolve_resume(
         [`OutputDirError`]: a checkpoint path that is not one, `true` without any checkpoint, an earlier run in the
         way, or a folder that is not the run's own.
     """
-    from .trainer import last_complete_checkpoint
+    from .trainer import checkpoint_is_complete, last_complete_checkpoint
 
     folder = Path(output_dir)
     checkpoints = [path for path in run_files(folder) if path.is_dir() and CHECKPOINT_PATTERN.fullmatch(path.name)]
@@ -272,9 +272,10 @@ def resolve_resume(
             return None, checkpoints
         return str(last), []
     if requested is not None and requested.lower() not in _FALSE:
-        if not (Path(requested) / "trainer_state.json").is_file():
+        if not checkpoint_is_complete(requested):
             raise OutputDirError(
-                f"--resume_from_checkpoint {requested} is not a complete checkpoint folder (no trainer_state.json)."
+                f"--resume_from_checkpoint {requested} is not a complete checkpoint folder (its trainer_state.json, "
+                "written last, is missing or cut short)."
             )
         return requested, []
     if overwrite_output_dir:

@@ -364,14 +364,23 @@ def default_output_dir(config, now: datetime.datetime | None = None) -> Path:
     return Path("outputs") / "-".join(str(part) for part in [*parts, stamp] if part)
 
 
+def checkpoint_is_complete(folder: str | Path) -> bool:
+    """Whether a `checkpoint-N` folder was completely written. The `Trainer` writes `trainer_state.json` last, and in
+    place: a run killed while saving leaves a folder without it, or with the file empty or cut short."""
+    try:
+        json.loads((Path(folder) / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest `checkpoint-N` folder of `output_dir` that was completely written. The `Trainer` writes
-    `trainer_state.json` last, so a run killed while saving leaves a folder without it, which resuming skips (the
-    Trainer deletes an older checkpoint only once a newer one is complete)."""
+    """The newest `checkpoint-N` folder of `output_dir` that was completely written ([`checkpoint_is_complete`]);
+    resuming skips the others (the Trainer deletes an older checkpoint only once a newer one is complete)."""
     folders = [path for path in Path(output_dir).glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", path.name)]
     folders.sort(key=lambda path: int(path.name.split("-")[1]), reverse=True)
     for folder in folders:
-        if (folder / "trainer_state.json").is_file():
+        if checkpoint_is_complete(folder):
             return folder
         logger.warning("Skipping %s: it was not completely written (the run was interrupted while saving).", folder)
     return None
