@@ -32,10 +32,16 @@ from vit_fer.synthetic import synthesize_dataset  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
-    """Modules marked `end_to_end` (they train, export or start processes: seconds per test) run first, in their
-    order, then the others. `make test` hands whole modules to its workers in this order (`--dist loadfile
-    --no-loadscope-reorder`): started last, one long module would leave the other workers idle while it finishes."""
-    items.sort(key=lambda item: item.get_closest_marker("end_to_end") is None)
+    """Modules marked `end_to_end` (they train, export or start processes: seconds per test) run first, the longest
+    of them (`end_to_end(longest=True)`) before the others, then the rest in their order. `make test` hands whole
+    modules to its workers in this order (`--dist loadfile --no-loadscope-reorder`): started last, a long module
+    would leave the other workers idle while it finishes."""
+
+    def rank(item) -> int:
+        marker = item.get_closest_marker("end_to_end")
+        return 2 if marker is None else 0 if marker.kwargs.get("longest") else 1
+
+    items.sort(key=rank)
 
 
 def pytest_collection_finish(session):

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 
-pytestmark = pytest.mark.end_to_end
+pytestmark = pytest.mark.end_to_end(longest=True)
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from vit_fer.cli import main
 from vit_fer.onnx_export import export_onnx
 
 
-pytestmark = pytest.mark.end_to_end
+pytestmark = pytest.mark.end_to_end(longest=True)
 
 
 # Every architecture and fusion design; "thermal" is left out: the same class and graph as "rgb", only the config's

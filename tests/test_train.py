@@ -20,7 +20,7 @@ from train_script import user_error
 from vit_fer.trainer import checkpoint_is_complete
 
 
-pytestmark = pytest.mark.end_to_end
+pytestmark = pytest.mark.end_to_end(longest=True)
 
 
 ROOT = Path(__file__).resolve().parents[1]
