@@ -58,12 +58,13 @@ def data_dir(tmp_path_factory):
          "--fusion_strategy", "late", "--fusion_type", "attention", "--modality_dropout", "0.2"],
         ["--strategy", "full", "--mode", "combined", "--fusion_strategy", "mid", "--fusion_layer", "1",
          "--fusion_type", "bottleneck", "--modality_dropout", "0.2"],
+        # Each model class above also wrote its test reports; these runs leave them out (--test_reports false).
         ["--strategy", "classifier_only", "--mode", "combined", "--fusion_strategy", "mid", "--fusion_layer", "1",
-         "--fusion_type", "cross_attention"],
+         "--fusion_type", "cross_attention", "--test_reports", "false"],
         ["--strategy", "classifier_only", "--cache_features", "--mode", "combined", "--fusion_strategy", "mid",
-         "--fusion_layer", "1", "--fusion_type", "add"],
+         "--fusion_layer", "1", "--fusion_type", "add", "--test_reports", "false"],
         ["--strategy", "progressive", "--head_only_epochs", "1", "--layers_per_stage", "1", "--mode", "combined",
-         "--fusion_strategy", "mid", "--fusion_layer", "1", "--fusion_type", "concat"],
+         "--fusion_strategy", "mid", "--fusion_layer", "1", "--fusion_type", "concat", "--test_reports", "false"],
     ],
     ids=[
         "full-rgb", "classifier-only-thermal", "cached-early", "progressive-late", "full-mid-bottleneck",
@@ -83,13 +84,17 @@ def test_train_writes_a_complete_evaluated_model_folder(data_dir, tmp_path, stra
         "model.safetensors", "config.json", "modeling_vit_fer.py", "configuration_vit_fer.py",
         "preprocessor_config.json", "image_processing_vit_fer.py", "eval_results.json", "test_results.json",
         "confusion_matrix.png", "learning_curves.png", "README.md", "run_config.json", "reliability_diagram.png",
-        "robustness.json", "robustness.png",
     ):  # fmt: skip
         assert (output_dir / name).is_file(), name
-    assert len(list((output_dir / "explanations").glob("*.png"))) == 3  # overlays of test samples
     card = (output_dir / "README.md").read_text()
-    for shown in ("(reliability_diagram.png)", "(explanations/", "(robustness.png)", "| ECE (15 bins) |"):
+    for shown in ("(reliability_diagram.png)", "| ECE (15 bins) |"):
         assert shown in card, shown
+    # The test reports: overlays of test samples and the robustness report, shown in the card; or none of them.
+    reports = "--test_reports" not in strategy
+    assert len(list((output_dir / "explanations").glob("*.png"))) == (3 if reports else 0)
+    for name in ("robustness.json", "robustness.png"):
+        assert (output_dir / name).is_file() == reports, name
+    assert ("(explanations/" in card) == reports and ("(robustness.png)" in card) == reports
     config = json.loads((output_dir / "config.json").read_text())
     assert set(config["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForImageClassification"}
     # The temperature fitted on validation travels in the config; test calibration is reported before and after.
@@ -114,18 +119,6 @@ def test_classifier_only_leaves_the_backbone_untouched(data_dir, tmp_path):
     head = [key for key in first if key.startswith("classifier.")]
     assert backbone and all(torch.equal(first[key], second[key]) for key in backbone)
     assert not all(torch.equal(first[key], second[key]) for key in head)
-
-
-def test_test_reports_false_skips_the_overlays_and_the_robustness_report_only(data_dir, tmp_path):
-    output_dir = tmp_path / "run"
-    train.main(arguments(data_dir, output_dir, "--num_train_epochs", "1", "--test_reports", "false"))
-    assert not (output_dir / "explanations").exists()
-    assert not (output_dir / "robustness.json").exists() and not (output_dir / "robustness.png").exists()
-    for name in ("model.safetensors", "test_results.json", "confusion_matrix.png", "reliability_diagram.png"):
-        assert (output_dir / name).is_file(), name
-    card = (output_dir / "README.md").read_text()
-    assert "(reliability_diagram.png)" in card
-    assert "(explanations/" not in card and "(robustness.png)" not in card
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(data_dir, tmp_path):
