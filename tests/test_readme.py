@@ -30,8 +30,8 @@ def block_id(block: str) -> str:
     return re.sub(r"\W+", "-", first)[:40]
 
 
-# Runs each block given on the command line in order, each as a fresh `__main__` module (none sees another's names),
-# from the reader's folder, and writes one line per block: "ok" or the block's traceback.
+# Runs the blocks it reads from stdin (a JSON list) in order, each as a fresh `__main__` module (none sees another's
+# names) from the reader's folder, and writes one line per block to the report: "ok" or the block's traceback.
 RUN_BLOCKS = """
 import json, os, sys, traceback, types
 folder, report, blocks = sys.argv[1], sys.argv[2], json.loads(sys.stdin.read())
