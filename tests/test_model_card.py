@@ -326,28 +326,22 @@ def test_repository_files_are_the_complete_repository(late_fusion_run, tmp_path)
         repository_files(folder)
 
 
+# `vit-fer publish FOLDER someone/vit-fer-test [EXTRA ...]` once per list of extra options given (JSON), in one fresh
+# process (huggingface_hub reads the environment when imported): each call's exit status and what it wrote to stderr.
 PUBLISH = textwrap.dedent(
-    """
-    import sys
-    from vit_fer.cli import main
-    sys.exit(main(["publish", sys.argv[1], "someone/vit-fer-test", *sys.argv[2:]]))
-    """
-)
-# `vit-fer publish FOLDER REPO` and then the same with --write_card, in one fresh process (huggingface_hub reads the
-# environment when imported): each call's exit status and the last line it wrote to stderr.
-PUBLISH_TWICE = textwrap.dedent(
     """
     import contextlib, io, json, sys
     from vit_fer.cli import main
     results = []
-    for extra in ([], ["--write_card"]):
+    for extra in json.loads(sys.argv[2]):
         error = io.StringIO()
         with contextlib.redirect_stderr(error):
             try:
                 status = main(["publish", sys.argv[1], "someone/vit-fer-test", *extra])
-            except SystemExit as stop:  # what the interpreter does with it: a message is printed, status 1
+            except SystemExit as stop:  # as the interpreter ends: a message is printed, status 1; a number: the status
                 status = 1 if isinstance(stop.code, str) else stop.code
-                print(stop.code, file=sys.stderr)
+                if isinstance(stop.code, str):
+                    print(stop.code, file=sys.stderr)
         results.append({"status": status, "stderr": error.getvalue()})
     print(json.dumps(results))
     """
@@ -372,7 +366,7 @@ def test_publish_fails_clearly_without_the_hub_and_changes_nothing(environment, 
     (folder / "README.md").write_text("# My hand-edited card\n")
     before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
     completed = subprocess.run(
-        [sys.executable, "-c", PUBLISH_TWICE, str(folder)],
+        [sys.executable, "-c", PUBLISH, str(folder), json.dumps([[], ["--write_card"]])],
         capture_output=True,
         text=True,
         # An empty HF_HOME: no stored token, whatever this machine has.
@@ -385,7 +379,8 @@ def test_publish_fails_clearly_without_the_hub_and_changes_nothing(environment, 
     for result in results:
         assert result["status"] == 1
         last_line = result["stderr"].strip().splitlines()[-1]
-        assert last_line.startswith("vit-fer publish: Cannot publish") and message in last_line, result["stderr"][-2000:]
+        assert last_line.startswith("vit-fer publish: Cannot publish"), result["stderr"][-2000:]
+        assert message in last_line, result["stderr"][-2000:]
     # The upload was never attempted: the hand-edited card and every other file are as they were.
     assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
 
@@ -395,11 +390,14 @@ def test_publish_of_an_incomplete_folder_is_refused_in_one_line(late_fusion_run,
     shutil.copytree(late_fusion_run[0], folder)
     (folder / "model.safetensors").unlink()
     (folder / "README.md").write_text("# My hand-edited card\n")
-    completed = subprocess.run([sys.executable, "-c", PUBLISH, str(folder)], capture_output=True, text=True,
-                               env={**SUBPROCESS_ENV, "HF_HOME": str(tmp_path / "hf-home")}, timeout=300)  # fmt: skip
-    assert completed.returncode == 2
-    assert completed.stderr.strip().splitlines()[-1].startswith("vit-fer publish: error: ")
-    assert "safetensors" in completed.stderr and "Traceback" not in completed.stderr
+    completed = subprocess.run([sys.executable, "-c", PUBLISH, str(folder), json.dumps([[]])], capture_output=True,
+                               text=True, env={**SUBPROCESS_ENV, "HF_HOME": str(tmp_path / "hf-home")},
+                               timeout=300)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    (result,) = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["status"] == 2
+    assert result["stderr"].strip().splitlines()[-1].startswith("vit-fer publish: error: ")
+    assert "safetensors" in result["stderr"] and "Traceback" not in result["stderr"] + completed.stderr
     assert (folder / "README.md").read_text() == "# My hand-edited card\n"
 
 

@@ -175,4 +175,5 @@ def test_head_sizes_derived_as_in_the_original():
     config = ViTFERConfig()
     assert (config.classifier_hidden_size, config.classifier_output_dropout) == (384, 0.05)
     # A saved model keeps the sizes it was trained with.
-    assert ViTFERConfig.from_dict(config.to_dict() | {"hidden_size": 64, "num_attention_heads": 4}).classifier_hidden_size == 384
+    saved = config.to_dict() | {"hidden_size": 64, "num_attention_heads": 4}
+    assert ViTFERConfig.from_dict(saved).classifier_hidden_size == 384
