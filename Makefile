@@ -7,7 +7,7 @@ VENV_STAMP := $(VENV)/.created
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test test-fast install install-test clean
 
 install: $(DEMO_STAMP)
 
@@ -47,6 +47,11 @@ demo: $(DEMO_STAMP)
 # where three get 1.5 (measured with a CPU hog: 284 s against 313 s).
 test: $(TEST_STAMP)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -n 4 --dist loadfile --no-loadscope-reorder tests
+
+# The quick loop while you work: every test module not marked end_to_end (those train, export, or start launchers,
+# servers and browsers), about a third of the suite's CPU. CI runs them all (`make test`).
+test-fast: $(TEST_STAMP)
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -n 4 --dist loadfile --no-loadscope-reorder -m "not end_to_end" tests
 
 clean:
 	rm -rf $(VENV) outputs

@@ -13,8 +13,9 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import AutoImageProcessor
 
-import vit_fer  # noqa: F401  (importing vit_fer registers the processor with AutoImageProcessor)
-from vit_fer.image_processing_vit_fer import ViTFERImageProcessor
+# From the package, as users import it: its first use registers the processor with AutoImageProcessor (importing
+# the submodule directly registers nothing, and the round trip below would then ask for trust_remote_code).
+from vit_fer import ViTFERImageProcessor
 
 
 def custom_processor():
