@@ -48,8 +48,8 @@ demo: $(DEMO_STAMP)
 test: $(TEST_STAMP)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -n 4 --dist loadfile --no-loadscope-reorder tests
 
-# The quick loop while you work: every test module not marked end_to_end (those train, export, or start launchers,
-# servers and browsers), a fifth of the suite's time. CI runs them all (`make test`).
+# The quick loop while you work: every test module not marked end_to_end (those run train.py, export, launch several
+# processes or serve the demo), a fifth of the suite's time. CI runs them all (`make test`).
 test-fast: $(TEST_STAMP)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -n 4 --dist loadfile --no-loadscope-reorder -m "not end_to_end" tests
 
