@@ -43,8 +43,9 @@ demo: $(DEMO_STAMP)
 
 # Four pytest workers (pytest-xdist), each test file on one worker so that its module fixtures are made once, the
 # modules marked end_to_end first (tests/conftest.py); every test process runs torch on one thread. Four on 2 cores:
-# many tests wait on subprocesses and servers, and beside another busy process four workers get 1.6 cores of the 2
-# where three get 1.5 (measured with a CPU hog: 284 s against 313 s).
+# many tests wait on subprocesses and servers; beside a CPU hog started from the same shell four workers got 1.6 cores
+# of the 2 where three got 1.5 (284 s against 313 s). A hog in another session keeps a whole core whatever the number
+# of workers (README, Timings).
 test: $(TEST_STAMP)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -n 4 --dist loadfile --no-loadscope-reorder tests
 
