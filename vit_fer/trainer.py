@@ -6,7 +6,6 @@ import datetime
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 from .allocator import MALLOC_POLICIES, set_malloc_policy
 from .lora import DEFAULT_TARGET_MODULES, check_lora_arguments
 from .optimization import get_parameter_groups
+from .output_dir import CHECKPOINT_PATTERN
 from .progress import EpochProgressCallback
 
 
@@ -377,7 +377,7 @@ def checkpoint_is_complete(folder: str | Path) -> bool:
 def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest `checkpoint-N` folder of `output_dir` that was completely written ([`checkpoint_is_complete`]);
     resuming skips the others (the Trainer deletes an older checkpoint only once a newer one is complete)."""
-    folders = [path for path in Path(output_dir).glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", path.name)]
+    folders = [path for path in Path(output_dir).glob("checkpoint-*") if CHECKPOINT_PATTERN.fullmatch(path.name)]
     folders.sort(key=lambda path: int(path.name.split("-")[1]), reverse=True)
     for folder in folders:
         if checkpoint_is_complete(folder):
